@@ -1,0 +1,1 @@
+"""ims-core components: settings, renderers and one ComponentResource per network function."""

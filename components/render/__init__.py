@@ -1,0 +1,1 @@
+"""Renderers: pure functions settings -> files, shared by the components and the live tests."""

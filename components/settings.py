@@ -1,0 +1,367 @@
+"""Stack settings: one typed, validated, immutable object built once from stack config.
+
+Defaults and types come from the `config:` schema in Pulumi.yaml (the one place defaults live),
+so the values are the same under the real CLI and under unit-test mocks, where the CLI does
+not apply them. Every bad value is reported at once, naming the key, the value and what is
+allowed; the caller then registers no resource at all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+PROJECT = "ims-core"
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = ROOT / "Pulumi.yaml"
+
+# Network functions this stack deploys, and the peers it only talks to (open5gs, wave 2).
+DEPLOYED_NFS = ("pcscf", "icscf", "scscf", "valkey", "coredns", "rtpengine")
+EXTERNAL_PEERS = ("hss", "pcrf")
+CSCF_ROLES = ("pcscf", "icscf", "scscf")
+# Which domain each NF's FQDN (and Diameter realm) lives in.
+EPC_NFS = frozenset({"hss", "pcrf"})
+
+RTPENGINE_VARIANTS = ("alpine", "ubuntu")
+PLATFORMS = ("linux/amd64", "linux/arm64")
+MAX_REPLICAS = 20
+MIN_PASSWORD_LENGTH = 16
+# Valkey logical databases, one per client, so no two clients' keys can collide.
+VALKEY_DATABASES = MappingProxyType({"pcscf": 0, "icscf": 1, "scscf": 2, "cgrates": 3})
+
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_CPU = re.compile(r"^([1-9][0-9]*m|[0-9]+(\.[0-9]+)?)$")
+_MEMORY = re.compile(r"^[1-9][0-9]*(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9./:_-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$")
+
+
+class SettingsError(ValueError):
+    """Every problem found in the stack config, one line each."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"invalid stack config ({len(self.errors)} problem(s)); nothing was created:\n{lines}")
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: str
+    memory: str
+
+
+@dataclass(frozen=True)
+class NetworkFunction:
+    """One NF as the rest of the network sees it."""
+
+    name: str
+    fqdn: str
+    realm: str
+    # Fixed IPv4 address, or None: the Service's ClusterIP (Kubernetes) decides.
+    address: str | None
+    replicas: int = 0
+    resources: Resources | None = None
+
+    @property
+    def deployed(self) -> bool:
+        return self.name in DEPLOYED_NFS
+
+
+@dataclass(frozen=True)
+class Images:
+    build: bool
+    registry: str
+    tag: str
+    push: bool
+    platform: str
+    valkey: str
+    coredns: str
+
+    def reference(self, image: str) -> str:
+        """Reference of one of our images, e.g. localhost:5001/ims-core/kamailio:0.1.0."""
+        return f"{self.registry}/{image}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: str
+    namespace: str
+    kubeconfig: str
+    kube_context: str
+    mcc: str
+    mnc: str  # always 3 digits
+    ims_domain: str
+    epc_domain: str
+    images: Images
+    rtpengine_variant: str
+    pcscf_ipsec: bool
+    pcscf_rx: bool
+    valkey_storage: str
+    nfs: Mapping[str, NetworkFunction]
+    valkey_databases: Mapping[str, int] = VALKEY_DATABASES
+    # A plain str in tests, a secret pulumi.Output under the engine; never rendered into a ConfigMap.
+    valkey_password: Any = field(default=None, repr=False, compare=False)
+
+    def nf(self, name: str) -> NetworkFunction:
+        return self.nfs[name]
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, dict[str, Any]]:
+    """The `config:` section of Pulumi.yaml: key -> {type, default, description, secret}."""
+    with open(path, encoding="utf-8") as fh:
+        project = yaml.safe_load(fh)
+    return dict(project.get("config") or {})
+
+
+def _strip_project(key: str) -> str:
+    return key.split(":", 1)[1] if key.startswith(f"{PROJECT}:") else key
+
+
+def _coerce(key: str, raw: Any, spec: Mapping[str, Any], errors: list[str]) -> Any:
+    """Turn a raw config value (the CLI hands strings) into the schema's type."""
+    kind = spec.get("type", "string")
+    shown = "<secret>" if spec.get("secret") else repr(raw)
+    if kind == "boolean":
+        if isinstance(raw, bool):
+            return raw
+        if str(raw).lower() in ("true", "false"):
+            return str(raw).lower() == "true"
+        errors.append(f"{key} = {shown}: must be a boolean, true or false")
+        return None
+    if kind == "integer":
+        if isinstance(raw, bool):
+            errors.append(f"{key} = {shown}: must be a whole number")
+            return None
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            errors.append(f"{key} = {shown}: must be a whole number")
+            return None
+    if kind == "array":
+        if isinstance(raw, list | tuple):
+            return list(raw)
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, list):
+            errors.append(f"{key} = {shown}: must be a list, e.g. [\"a\", \"b\"]")
+            return None
+        return value
+    return "" if raw is None else str(raw)
+
+
+def _resolve(values: Mapping[str, Any], schema: Mapping[str, Mapping[str, Any]], errors: list[str]) -> dict[str, Any]:
+    given = {_strip_project(k): v for k, v in values.items() if ":" not in k or k.startswith(f"{PROJECT}:")}
+    for key in sorted(set(given) - set(schema)):
+        close = difflib.get_close_matches(key, list(schema), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        errors.append(f"{key}: unknown setting{hint} (Pulumi.yaml declares every setting)")
+    resolved: dict[str, Any] = {}
+    for key, spec in schema.items():
+        if key in given:
+            resolved[key] = _coerce(key, given[key], spec, errors)
+        elif "default" in spec:
+            resolved[key] = spec["default"]
+        else:
+            resolved[key] = None
+    return resolved
+
+
+# --- validation helpers ------------------------------------------------------------------
+
+
+def _check(ok: bool, errors: list[str], message: str) -> None:
+    if not ok:
+        errors.append(message)
+
+
+def _valid_domain(name: str) -> bool:
+    labels = name.split(".")
+    return len(name) <= 253 and len(labels) >= 2 and all(_LABEL.match(label) for label in labels)
+
+
+def _domain(key: str, value: str, derived: str, errors: list[str]) -> str:
+    if value == "":
+        return derived
+    _check(
+        _valid_domain(value),
+        errors,
+        f"{key} = {value!r}: must be a lowercase DNS name of two or more labels (a-z, 0-9, '-'), "
+        f"e.g. {derived}; leave empty to derive it from mcc/mnc",
+    )
+    return value
+
+
+def _address(key: str, value: str, errors: list[str]) -> str | None:
+    if value == "":
+        return None
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        errors.append(f"{key} = {value!r}: must be an IPv4 address such as 10.96.0.53, or empty")
+        return None
+    return value
+
+
+def _replicas(key: str, value: Any, errors: list[str]) -> int:
+    if value is None:
+        return 1
+    _check(1 <= value <= MAX_REPLICAS, errors, f"{key} = {value}: must be between 1 and {MAX_REPLICAS}")
+    return value
+
+
+# --- building ----------------------------------------------------------------------------
+
+
+def from_mapping(
+    values: Mapping[str, Any],
+    *,
+    stack: str,
+    schema: Mapping[str, Mapping[str, Any]] | None = None,
+    secret: Any = None,
+) -> Settings:
+    """Pure: raw stack config (keys with or without the `ims-core:` prefix) -> Settings.
+
+    `secret`, if given, wraps the Valkey password after validation (pulumi.Output.secret under
+    the engine); tests keep the plain string.
+    """
+    schema = load_schema() if schema is None else schema
+    errors: list[str] = []
+    v = _resolve(values, schema, errors)
+
+    namespace = v["namespace"] or ""
+    _check(
+        bool(_LABEL.match(namespace)),
+        errors,
+        f"namespace = {namespace!r}: must be a DNS-1123 label: 1-63 lowercase letters, digits or '-', "
+        "starting and ending with a letter or digit",
+    )
+
+    mcc, mnc = v["mcc"] or "", v["mnc"] or ""
+    _check(bool(re.fullmatch(r"[0-9]{3}", mcc)), errors, f"mcc = {mcc!r}: must be exactly 3 digits, e.g. 001")
+    _check(bool(re.fullmatch(r"[0-9]{2,3}", mnc)), errors, f"mnc = {mnc!r}: must be 2 or 3 digits, e.g. 01 or 001")
+    mnc3 = mnc.zfill(3) if re.fullmatch(r"[0-9]{2,3}", mnc) else mnc
+    ims_domain = _domain("imsDomain", v["imsDomain"] or "", f"ims.mnc{mnc3}.mcc{mcc}.3gppnetwork.org", errors)
+    epc_domain = _domain("epcDomain", v["epcDomain"] or "", f"epc.mnc{mnc3}.mcc{mcc}.3gppnetwork.org", errors)
+    _check(
+        ims_domain != epc_domain or not ims_domain,
+        errors,
+        f"imsDomain and epcDomain are both {ims_domain!r}: the IMS and EPC domains must differ",
+    )
+
+    registry, tag, platform = v["imageRegistry"] or "", v["imageTag"] or "", v["imagePlatform"] or ""
+    _check(
+        bool(_REGISTRY.match(registry)),
+        errors,
+        f"imageRegistry = {registry!r}: must be a lowercase registry host[:port][/path], e.g. localhost:5001/ims-core",
+    )
+    _check(bool(_TAG.match(tag)), errors, f"imageTag = {tag!r}: must be 1-128 of A-Z a-z 0-9 _ . - (not starting with . or -)")
+    _check(tag != "latest", errors, "imageTag = 'latest': pin a version so a rebuild is a visible change")
+    _check(platform in PLATFORMS, errors, f"imagePlatform = {platform!r}: must be one of {', '.join(PLATFORMS)}")
+    _check(
+        not (v["imagePush"] and not v["imageBuild"]),
+        errors,
+        "imagePush = true with imageBuild = false: nothing is built to push; set imagePush to false or build",
+    )
+    for key in ("valkeyImage", "corednsImage"):
+        ref = v[key] or ""
+        _check(
+            bool(_PINNED_IMAGE.match(ref)) and not ref.endswith(":latest"),
+            errors,
+            f"{key} = {ref!r}: must be an image reference pinned to a version tag or @sha256 digest (not latest)",
+        )
+
+    variant = v["rtpengineVariant"] or ""
+    _check(
+        variant in RTPENGINE_VARIANTS,
+        errors,
+        f"rtpengineVariant = {variant!r}: must be one of {', '.join(RTPENGINE_VARIANTS)}",
+    )
+
+    storage = v["valkeyStorage"] or ""
+    _check(bool(_MEMORY.match(storage)), errors, f"valkeyStorage = {storage!r}: must be a Kubernetes quantity such as 1Gi")
+
+    password = v["valkeyPassword"]
+    if password is None or password == "":
+        errors.append("valkeyPassword: required; set it with: pulumi config set --secret valkeyPassword <16+ characters>")
+    elif len(password) < MIN_PASSWORD_LENGTH:
+        errors.append(
+            f"valkeyPassword = <secret of {len(password)} characters>: must be at least {MIN_PASSWORD_LENGTH} characters"
+        )
+    elif any(c.isspace() or c in "\"'@/:#" for c in password):
+        errors.append("valkeyPassword = <secret>: must not contain whitespace or any of \" ' @ / : # (it is used in URLs)")
+
+    nfs: dict[str, NetworkFunction] = {}
+    seen_addresses: dict[str, str] = {}
+    for name in DEPLOYED_NFS + EXTERNAL_PEERS:
+        domain = epc_domain if name in EPC_NFS else ims_domain
+        address = _address(f"{name}Address", v[f"{name}Address"] or "", errors)
+        if address is not None:
+            if address in seen_addresses:
+                errors.append(
+                    f"{name}Address = {address!r}: clashes with {seen_addresses[address]}Address; every NF needs its own address"
+                )
+            seen_addresses[address] = name
+        replicas, resources = 0, None
+        if name in DEPLOYED_NFS:
+            replicas = 1 if name == "valkey" else _replicas(f"{name}Replicas", v[f"{name}Replicas"], errors)
+            cpu, memory = v[f"{name}Cpu"] or "", v[f"{name}Memory"] or ""
+            _check(bool(_CPU.match(cpu)), errors, f"{name}Cpu = {cpu!r}: must be a CPU quantity such as 250m or 1")
+            _check(bool(_MEMORY.match(memory)), errors, f"{name}Memory = {memory!r}: must be a memory quantity such as 256Mi")
+            resources = Resources(cpu=cpu, memory=memory)
+        nfs[name] = NetworkFunction(
+            name=name, fqdn=f"{name}.{domain}", realm=domain, address=address, replicas=replicas, resources=resources
+        )
+
+    if errors:
+        raise SettingsError(errors)
+
+    return Settings(
+        stack=stack,
+        namespace=namespace,
+        kubeconfig=v["kubeconfig"] or "",
+        kube_context=v["kubeContext"] or "",
+        mcc=mcc,
+        mnc=mnc3,
+        ims_domain=ims_domain,
+        epc_domain=epc_domain,
+        images=Images(
+            build=v["imageBuild"],
+            registry=registry,
+            tag=tag,
+            push=v["imagePush"],
+            platform=platform,
+            valkey=v["valkeyImage"],
+            coredns=v["corednsImage"],
+        ),
+        rtpengine_variant=variant,
+        pcscf_ipsec=v["pcscfIpsec"],
+        pcscf_rx=v["pcscfRx"],
+        valkey_storage=storage,
+        nfs=MappingProxyType(nfs),
+        valkey_password=secret(password) if secret else password,
+    )
+
+
+def from_pulumi_config() -> Settings:
+    """Settings of the running stack. Raises SettingsError before any resource exists."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    values = dict(runtime_config.CONFIG.get())
+    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret)
