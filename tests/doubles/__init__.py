@@ -1,0 +1,6 @@
+"""Test doubles for the live test tier (peers that stand in for external NFs).
+
+- ``milenage``: 3GPP MILENAGE (TS 35.206) and IMS AKA vector helpers.
+- ``diameter``: a minimal RFC 6733 Diameter codec and base-protocol handling.
+- ``cx_hss``: ``CxHssTestDouble``, a Cx (TS 29.228/29.229) HSS stand-in.
+"""
