@@ -109,7 +109,7 @@ class Settings:
     pcscf_rx: bool
     valkey_storage: str
     nfs: Mapping[str, NetworkFunction]
-    valkey_databases: Mapping[str, int] = VALKEY_DATABASES
+    valkey_databases: Mapping[str, int] = field(default_factory=lambda: VALKEY_DATABASES)
     # A plain str in tests, a secret pulumi.Output under the engine; never rendered into a ConfigMap.
     valkey_password: Any = field(default=None, repr=False, compare=False)
 

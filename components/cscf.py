@@ -1,0 +1,164 @@
+"""Kamailio as P-CSCF, I-CSCF and S-CSCF: one component shape, three roles.
+
+Each role gets its rendered config (ConfigMap) and the file holding the Valkey password
+(Secret) projected together at /etc/kamailio, a Deployment of the shared Kamailio image, a
+Service (SIP UDP+TCP, Diameter TCP, and the P-CSCF's IPsec ports), and a NetworkPolicy: SIP
+Gm is open only into the P-CSCF; I-/S-CSCF take SIP only from the CSCFs.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .base import DeployContext, NetworkFunctionComponent, non_root_security_context
+from .render import kamailio as render_kamailio
+from .settings import CSCF_ROLES
+
+CONFIG_DIR = "/etc/kamailio"
+# Diameter peers that may open connections to each role (HSS: RTR/PPR; PCRF: ASR/RAR on Rx).
+DIAMETER_PEERS = {"pcscf": ("pcrf",), "icscf": ("hss",), "scscf": ("hss",)}
+
+
+def configmap_key(path: str) -> str:
+    """ConfigMap keys are flat; nested paths become `route__register.cfg`."""
+    return path.replace("/", "__")
+
+
+class Cscf(NetworkFunctionComponent):
+    """One CSCF role; `role` is pcscf, icscf or scscf."""
+
+    def __init__(self, role: str, ctx: DeployContext, opts: pulumi.ResourceOptions | None = None):
+        if role not in CSCF_ROLES:
+            raise ValueError(f"role {role!r}: must be one of {', '.join(CSCF_ROLES)}")
+        self.nf = role
+        self.component = role
+        super().__init__("ims:kamailio:Cscf", ctx, opts)
+        settings = ctx.settings
+        nf = settings.nf(role)
+        self.ipsec = role == "pcscf" and settings.pcscf_ipsec
+
+        files = render_kamailio.render(settings, role)
+        self.config = self.config_map("config", {configmap_key(p): text for p, text in files.items()})
+        secret_files = pulumi.Output.from_input(settings.valkey_password).apply(
+            lambda password: render_kamailio.render_secrets(settings, role, password)
+        )
+        self.secrets = self.secret("secrets", secret_files)
+        secret_paths = sorted(render_kamailio.render_secrets(settings, role, "x" * 16))
+
+        volume = k8s.core.v1.VolumeArgs(
+            name="config",
+            projected=k8s.core.v1.ProjectedVolumeSourceArgs(
+                default_mode=0o440,
+                sources=[
+                    k8s.core.v1.VolumeProjectionArgs(
+                        config_map=k8s.core.v1.ConfigMapProjectionArgs(
+                            name=self.config.metadata.name,
+                            items=[k8s.core.v1.KeyToPathArgs(key=configmap_key(p), path=p) for p in sorted(files)],
+                        )
+                    ),
+                    k8s.core.v1.VolumeProjectionArgs(
+                        secret=k8s.core.v1.SecretProjectionArgs(
+                            name=self.secrets.metadata.name,
+                            items=[k8s.core.v1.KeyToPathArgs(key=p, path=p) for p in secret_paths],
+                        )
+                    ),
+                ],
+            ),
+        )
+
+        container_ports = [
+            k8s.core.v1.ContainerPortArgs(name="sip-udp", container_port=render_kamailio.SIP_PORT, protocol="UDP"),
+            k8s.core.v1.ContainerPortArgs(name="sip-tcp", container_port=render_kamailio.SIP_PORT, protocol="TCP"),
+            k8s.core.v1.ContainerPortArgs(name="diameter", container_port=render_kamailio.DIAMETER_PORT, protocol="TCP"),
+        ]
+        if self.ipsec:
+            for name, port in (("ipsec-c", render_kamailio.IPSEC_CLIENT_PORT), ("ipsec-s", render_kamailio.IPSEC_SERVER_PORT)):
+                container_ports += [
+                    k8s.core.v1.ContainerPortArgs(name=f"{name}-udp", container_port=port, protocol="UDP"),
+                    k8s.core.v1.ContainerPortArgs(name=f"{name}-tcp", container_port=port, protocol="TCP"),
+                ]
+
+        if self.ipsec:
+            # ims_ipsec_pcscf installs xfrm states and policies: NET_ADMIN, nothing else.
+            security = k8s.core.v1.SecurityContextArgs(
+                allow_privilege_escalation=False,
+                read_only_root_filesystem=True,
+                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"], add=["NET_ADMIN"]),
+            )
+        else:
+            security = non_root_security_context()
+
+        container = k8s.core.v1.ContainerArgs(
+            name="kamailio",
+            image=ctx.images.reference("kamailio"),
+            args=["-DD", "-E", "-f", f"{CONFIG_DIR}/kamailio.cfg"],
+            ports=container_ports,
+            resources=self.resources(),
+            security_context=security,
+            volume_mounts=[
+                k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
+                k8s.core.v1.VolumeMountArgs(name="run", mount_path="/run/kamailio"),
+            ],
+            # Ready means the SIP stack answers: an OPTIONS to itself gets a 200.
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                exec_=k8s.core.v1.ExecActionArgs(
+                    command=["/usr/local/bin/sip-options-probe", "127.0.0.1", str(render_kamailio.SIP_PORT)]
+                ),
+                period_seconds=10,
+                timeout_seconds=3,
+            ),
+        )
+        self.workload = self.deployment_for(container, volume)
+
+        service_ports = [
+            k8s.core.v1.ServicePortArgs(name="sip-udp", port=render_kamailio.SIP_PORT, protocol="UDP"),
+            k8s.core.v1.ServicePortArgs(name="sip-tcp", port=render_kamailio.SIP_PORT, protocol="TCP"),
+            k8s.core.v1.ServicePortArgs(name="diameter", port=render_kamailio.DIAMETER_PORT, protocol="TCP"),
+        ]
+        if self.ipsec:
+            service_ports += [
+                k8s.core.v1.ServicePortArgs(name=p.name, port=p.container_port, protocol=p.protocol)
+                for p in container_ports
+                if p.name.startswith("ipsec")
+            ]
+        self.svc = self.service(service_ports, cluster_ip=nf.address)
+        self.network_policy(self.ingress_rules(container_ports))
+
+        self.address = self.svc.spec.cluster_ip
+        self.register_outputs(
+            {
+                "address": self.address,
+                "fqdn": nf.fqdn,
+                "deployment": self.workload.metadata.name,
+                "configMap": self.config.metadata.name,
+            }
+        )
+
+    def deployment_for(self, container: k8s.core.v1.ContainerArgs, config: k8s.core.v1.VolumeArgs):
+        pod = k8s.core.v1.PodSpecArgs(
+            containers=[container],
+            volumes=[config, k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())],
+            enable_service_links=False,
+        )
+        return self.deployment(pod)
+
+    def ingress_rules(self, ports: list[k8s.core.v1.ContainerPortArgs]):
+        def port_args(names):
+            return [k8s.networking.v1.NetworkPolicyPortArgs(port=p.container_port, protocol=p.protocol) for p in ports if p.name.startswith(names)]
+
+        rules = []
+        if self.nf == "pcscf":
+            # Gm: UEs reach the P-CSCF from anywhere (through the PGW/UPF).
+            rules.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=port_args(("sip", "ipsec"))))
+        else:
+            rules.append(
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=port_args(("sip",)), from_=self.from_nfs(*CSCF_ROLES))
+            )
+        peers = self.from_nfs(*DIAMETER_PEERS[self.nf])
+        for peer in DIAMETER_PEERS[self.nf]:
+            address = self.settings.nf(peer).address
+            if address:
+                peers.append(k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=f"{address}/32")))
+        rules.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=port_args(("diameter",)), from_=peers))
+        return rules

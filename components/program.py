@@ -1,0 +1,71 @@
+"""The whole stack: provider, namespace, images and one component per network function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from .base import DeployContext
+from .coredns import ImsDns
+from .cscf import Cscf
+from .images import ImagePipeline, rtpengine_image
+from .naming import PART_OF
+from .rtpengine import Rtpengine
+from .settings import CSCF_ROLES, Settings
+from .valkey import Valkey
+
+
+@dataclass(frozen=True)
+class Stack:
+    namespace: pulumi.Output[str]
+    cscfs: dict[str, Cscf]
+    valkey: Valkey
+    ims_dns: ImsDns
+    rtpengine: Rtpengine
+    images: ImagePipeline
+
+
+def build(settings: Settings) -> Stack:
+    provider = k8s.Provider(
+        "kubernetes",
+        kubeconfig=settings.kubeconfig or None,
+        context=settings.kube_context or None,
+    )
+    namespace = k8s.core.v1.Namespace(
+        "namespace",
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=settings.namespace,
+            labels={"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": "pulumi"},
+        ),
+        opts=pulumi.ResourceOptions(provider=provider),
+    )
+    images = ImagePipeline("images", settings, ["kamailio", rtpengine_image(settings)])
+    ctx = DeployContext(settings=settings, provider=provider, namespace=namespace.metadata.name, images=images)
+
+    valkey = Valkey(ctx)
+    rtpengine = Rtpengine(ctx)
+    cscfs = {role: Cscf(role, ctx) for role in CSCF_ROLES}
+    addresses = {role: c.address for role, c in cscfs.items()}
+    addresses.update(valkey=valkey.address, rtpengine=rtpengine.address)
+    ims_dns = ImsDns(ctx, addresses)
+    return Stack(
+        namespace=namespace.metadata.name,
+        cscfs=cscfs,
+        valkey=valkey,
+        ims_dns=ims_dns,
+        rtpengine=rtpengine,
+        images=images,
+    )
+
+
+def export(stack: Stack, settings: Settings) -> None:
+    pulumi.export("namespace", stack.namespace)
+    pulumi.export("imsDomain", settings.ims_domain)
+    pulumi.export("epcDomain", settings.epc_domain)
+    pulumi.export("pcscfFqdn", settings.nf("pcscf").fqdn)
+    pulumi.export("pcscfAddress", stack.cscfs["pcscf"].address)
+    # The DNS server the PGW hands to UEs.
+    pulumi.export("imsDnsAddress", stack.ims_dns.address)
+    pulumi.export("rtpengineImage", stack.images.reference(rtpengine_image(settings)))

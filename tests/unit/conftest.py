@@ -1,0 +1,110 @@
+"""Pulumi mocks for the unit tier: the program runs with no CLI and no cluster."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from dataclasses import dataclass, field
+
+import pulumi
+import pytest
+
+from tests.tooling import ROOT
+
+# Keys every test stack sets (valkeyPassword has no default by design).
+BASE_CONFIG = {"valkeyPassword": "unit-test-password-0123"}
+
+
+def _stable_hash(value) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Records every registered resource; fakes what the engine and providers would add."""
+
+    def __init__(self):
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        self._next_ip = 10
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(args)
+        outputs = dict(args.inputs)
+        if args.typ.startswith("kubernetes:") and args.typ != "pulumi:providers:kubernetes":
+            metadata = dict(outputs.get("metadata") or {})
+            if not metadata.get("name"):
+                # Like Pulumi autonaming: a new name when the object is replaced (new content).
+                metadata["name"] = f"{args.name}-{_stable_hash(outputs.get('data') or outputs.get('stringData') or {})}"
+            outputs["metadata"] = metadata
+        if args.typ == "kubernetes:core/v1:Service":
+            spec = dict(outputs.get("spec") or {})
+            if not spec.get("clusterIP"):
+                self._next_ip += 1
+                spec["clusterIP"] = f"10.96.0.{self._next_ip}"
+            outputs["spec"] = spec
+        if args.typ == "docker:index/image:Image":
+            outputs["repoDigest"] = f"{args.inputs['imageName'].rsplit(':', 1)[0]}@sha256:{'ab' * 32}"
+        return [f"{args.name}_id", outputs]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+    # --- queries used by the tests ------------------------------------------------------
+
+    def of_type(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def named(self, name: str) -> pulumi.runtime.MockResourceArgs:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, f"expected one resource named {name!r}, got {[r.name for r in matches]}"
+        return matches[0]
+
+
+@dataclass
+class Run:
+    mocks: RecordingMocks
+    outputs: dict = field(default_factory=dict)
+    error: Exception | None = None
+
+    @property
+    def resources(self):
+        return self.mocks.resources
+
+
+def run_program(config: dict | None = None, *, stack: str = "dev", base: bool = True) -> Run:
+    """Run __main__.py under mocks with the given stack config (keys without the project prefix)."""
+    values = {**(BASE_CONFIG if base else {}), **(config or {})}
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="ims-core", stack=stack, preview=False)
+    pulumi.runtime.set_all_config({f"ims-core:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()})
+    exported: dict = {}
+    original_export = pulumi.export
+    run = Run(mocks=mocks, outputs=exported)
+
+    def record_export(name, value):
+        exported[name] = value
+
+    @pulumi.runtime.test
+    def program():
+        pulumi.export = record_export
+        try:
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        except pulumi.RunError as error:
+            run.error = error
+        finally:
+            pulumi.export = original_export
+
+    program()
+    return run
+
+
+@pytest.fixture(scope="module")
+def dev_run() -> Run:
+    """The dev stack as Pulumi.dev.yaml configures it."""
+    import yaml
+
+    dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    config = {k.split(":", 1)[1]: v for k, v in dev.items()}
+    run = run_program(config)
+    assert run.error is None, run.error
+    return run
