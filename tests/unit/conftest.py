@@ -76,7 +76,9 @@ def run_program(config: dict | None = None, *, stack: str = "dev", base: bool = 
     values = {**(BASE_CONFIG if base else {}), **(config or {})}
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="ims-core", stack=stack, preview=False)
-    pulumi.runtime.set_all_config({f"ims-core:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()})
+    pulumi.runtime.set_all_config(
+        {f"ims-core:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    )
     exported: dict = {}
     original_export = pulumi.export
     run = Run(mocks=mocks, outputs=exported)
@@ -108,3 +110,18 @@ def dev_run() -> Run:
     run = run_program(config)
     assert run.error is None, run.error
     return run
+
+
+def resolve(value):
+    """The value of an Output after a mocked run."""
+    from pulumi.runtime.sync_await import _sync_await
+
+    return _sync_await(pulumi.Output.from_input(value).future())
+
+
+def pod_spec(resource) -> dict:
+    return resource.inputs["spec"]["template"]["spec"]
+
+
+def container(resource) -> dict:
+    return pod_spec(resource)["containers"][0]
