@@ -1,0 +1,29 @@
+"""Benchmark: how long the program takes to evaluate under mocks (figures, not a pass/fail)."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.unit.conftest import run_program  # noqa: E402
+
+
+def main(rounds: int = 5) -> None:
+    times, count = [], 0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run = run_program({})
+        times.append(time.perf_counter() - start)
+        count = len(run.resources)
+    print(
+        f"program evaluation under mocks: {count} resources, "
+        f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms over {rounds} runs"
+    )
+
+
+if __name__ == "__main__":
+    main()

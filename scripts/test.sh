@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The test command: creates .venv, installs what the tiers need, runs every tier.
+#   lint    ruff, hadolint, actionlint
+#   unit    Pulumi mocks (no CLI)
+#   render  every rendered file checked by its real consumer (kamailio -c, coredns, ...)
+#   live    real Kamailio, redis-server, rtpengine, CoreDNS on 127.0.0.x with SIPp UEs
+#   engine  the real Pulumi CLI against a local kube-apiserver with kwok nodes
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/unit -k pcscf`).
+# Under CI=true a tier whose tools are missing fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export IMS_CORE_TOOLS=${IMS_CORE_TOOLS:-$HOME/.cache/ims-core-tools}
+export PATH="$IMS_CORE_TOOLS/bin:$PWD/.venv/bin:$PATH"
+[ -x /usr/local/go/bin/go ] && export PATH="$PATH:/usr/local/go/bin"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "python venv (.venv from requirements-test.txt)"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+want=$(sha256sum requirements.txt requirements-test.txt | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$want" ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
+  echo "$want" >.venv/.requirements-stamp
+else
+  echo "up to date"
+fi
+
+step "Debian packages (Kamailio, rtpengine, redis-server, SIPp)"
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/install-debian-packages.sh
+else
+  echo "not root: skipping apt; the live and render tiers need scripts/install-debian-packages.sh run as root"
+fi
+
+step "Go-built tools (Pulumi CLI, kubernetes plugin, control plane, kwok, CoreDNS, actionlint)"
+if command -v go >/dev/null; then
+  bash scripts/bootstrap-tools.sh
+else
+  echo "no Go toolchain: the engine tier and the CoreDNS tests need scripts/bootstrap-tools.sh"
+fi
+
+step "tests"
+set +e
+.venv/bin/python -m pytest tests "$@"
+status=$?
+set -e
+if [ "$status" -eq 0 ] && [ $# -eq 0 ] && [ -d benchmarks ]; then
+  step "benchmarks (figures, not pass/fail)"
+  for bench in benchmarks/*.py; do
+    .venv/bin/python "$bench" || status=$?
+  done
+fi
+exit "$status"
