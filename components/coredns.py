@@ -36,9 +36,7 @@ class ImsDns(NetworkFunctionComponent):
         known = {name: nf.address for name, nf in settings.nfs.items() if nf.address}
         known.update(addresses)
         known["coredns"] = self.address
-        files = pulumi.Output.all(**known).apply(
-            lambda resolved: render_coredns.render(settings, resolved, port=1053)
-        )
+        files = pulumi.Output.all(**known).apply(lambda resolved: render_coredns.render(settings, resolved, port=1053))
         self.config = self.config_map("zones", files)
         container = k8s.core.v1.ContainerArgs(
             name="coredns",

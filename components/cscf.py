@@ -70,10 +70,15 @@ class Cscf(NetworkFunctionComponent):
         container_ports = [
             k8s.core.v1.ContainerPortArgs(name="sip-udp", container_port=render_kamailio.SIP_PORT, protocol="UDP"),
             k8s.core.v1.ContainerPortArgs(name="sip-tcp", container_port=render_kamailio.SIP_PORT, protocol="TCP"),
-            k8s.core.v1.ContainerPortArgs(name="diameter", container_port=render_kamailio.DIAMETER_PORT, protocol="TCP"),
+            k8s.core.v1.ContainerPortArgs(
+                name="diameter", container_port=render_kamailio.DIAMETER_PORT, protocol="TCP"
+            ),
         ]
         if self.ipsec:
-            for name, port in (("ipsec-c", render_kamailio.IPSEC_CLIENT_PORT), ("ipsec-s", render_kamailio.IPSEC_SERVER_PORT)):
+            for name, port in (
+                ("ipsec-c", render_kamailio.IPSEC_CLIENT_PORT),
+                ("ipsec-s", render_kamailio.IPSEC_SERVER_PORT),
+            ):
                 container_ports += [
                     k8s.core.v1.ContainerPortArgs(name=f"{name}-udp", container_port=port, protocol="UDP"),
                     k8s.core.v1.ContainerPortArgs(name=f"{name}-tcp", container_port=port, protocol="TCP"),
@@ -145,7 +150,11 @@ class Cscf(NetworkFunctionComponent):
 
     def ingress_rules(self, ports: list[k8s.core.v1.ContainerPortArgs]):
         def port_args(names):
-            return [k8s.networking.v1.NetworkPolicyPortArgs(port=p.container_port, protocol=p.protocol) for p in ports if p.name.startswith(names)]
+            return [
+                k8s.networking.v1.NetworkPolicyPortArgs(port=p.container_port, protocol=p.protocol)
+                for p in ports
+                if p.name.startswith(names)
+            ]
 
         rules = []
         if self.nf == "pcscf":
@@ -153,12 +162,18 @@ class Cscf(NetworkFunctionComponent):
             rules.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=port_args(("sip", "ipsec"))))
         else:
             rules.append(
-                k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=port_args(("sip",)), from_=self.from_nfs(*CSCF_ROLES))
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    ports=port_args(("sip",)), from_=self.from_nfs(*CSCF_ROLES)
+                )
             )
         peers = self.from_nfs(*DIAMETER_PEERS[self.nf])
         for peer in DIAMETER_PEERS[self.nf]:
             address = self.settings.nf(peer).address
             if address:
-                peers.append(k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=f"{address}/32")))
+                peers.append(
+                    k8s.networking.v1.NetworkPolicyPeerArgs(
+                        ip_block=k8s.networking.v1.IPBlockArgs(cidr=f"{address}/32")
+                    )
+                )
         rules.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=port_args(("diameter",)), from_=peers))
         return rules

@@ -159,7 +159,7 @@ def _coerce(key: str, raw: Any, spec: Mapping[str, Any], errors: list[str]) -> A
         except (TypeError, ValueError):
             value = None
         if not isinstance(value, list):
-            errors.append(f"{key} = {shown}: must be a list, e.g. [\"a\", \"b\"]")
+            errors.append(f'{key} = {shown}: must be a list, e.g. ["a", "b"]')
             return None
         return value
     return "" if raw is None else str(raw)
@@ -270,7 +270,11 @@ def from_mapping(
         errors,
         f"imageRegistry = {registry!r}: must be a lowercase registry host[:port][/path], e.g. localhost:5001/ims-core",
     )
-    _check(bool(_TAG.match(tag)), errors, f"imageTag = {tag!r}: must be 1-128 of A-Z a-z 0-9 _ . - (not starting with . or -)")
+    _check(
+        bool(_TAG.match(tag)),
+        errors,
+        f"imageTag = {tag!r}: must be 1-128 of A-Z a-z 0-9 _ . - (not starting with . or -)",
+    )
     _check(tag != "latest", errors, "imageTag = 'latest': pin a version so a rebuild is a visible change")
     _check(platform in PLATFORMS, errors, f"imagePlatform = {platform!r}: must be one of {', '.join(PLATFORMS)}")
     _check(
@@ -294,17 +298,23 @@ def from_mapping(
     )
 
     storage = v["valkeyStorage"] or ""
-    _check(bool(_MEMORY.match(storage)), errors, f"valkeyStorage = {storage!r}: must be a Kubernetes quantity such as 1Gi")
+    _check(
+        bool(_MEMORY.match(storage)), errors, f"valkeyStorage = {storage!r}: must be a Kubernetes quantity such as 1Gi"
+    )
 
     password = v["valkeyPassword"]
     if password is None or password == "":
-        errors.append("valkeyPassword: required; set it with: pulumi config set --secret valkeyPassword <16+ characters>")
+        errors.append(
+            "valkeyPassword: required; set it with: pulumi config set --secret valkeyPassword <16+ characters>"
+        )
     elif len(password) < MIN_PASSWORD_LENGTH:
         errors.append(
             f"valkeyPassword = <secret of {len(password)} characters>: must be at least {MIN_PASSWORD_LENGTH} characters"
         )
     elif any(c.isspace() or c in "\"'@/:#" for c in password):
-        errors.append("valkeyPassword = <secret>: must not contain whitespace or any of \" ' @ / : # (it is used in URLs)")
+        errors.append(
+            "valkeyPassword = <secret>: must not contain whitespace or any of \" ' @ / : # (it is used in URLs)"
+        )
 
     nfs: dict[str, NetworkFunction] = {}
     seen_addresses: dict[str, str] = {}
@@ -322,7 +332,11 @@ def from_mapping(
             replicas = 1 if name == "valkey" else _replicas(f"{name}Replicas", v[f"{name}Replicas"], errors)
             cpu, memory = v[f"{name}Cpu"] or "", v[f"{name}Memory"] or ""
             _check(bool(_CPU.match(cpu)), errors, f"{name}Cpu = {cpu!r}: must be a CPU quantity such as 250m or 1")
-            _check(bool(_MEMORY.match(memory)), errors, f"{name}Memory = {memory!r}: must be a memory quantity such as 256Mi")
+            _check(
+                bool(_MEMORY.match(memory)),
+                errors,
+                f"{name}Memory = {memory!r}: must be a memory quantity such as 256Mi",
+            )
             resources = Resources(cpu=cpu, memory=memory)
         nfs[name] = NetworkFunction(
             name=name, fqdn=f"{name}.{domain}", realm=domain, address=address, replicas=replicas, resources=resources

@@ -34,7 +34,9 @@ class Valkey(NetworkFunctionComponent):
                 k8s.core.v1.EnvVarArgs(
                     name="REDISCLI_AUTH",
                     value_from=k8s.core.v1.EnvVarSourceArgs(
-                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=self.secrets.metadata.name, key="password")
+                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                            name=self.secrets.metadata.name, key="password"
+                        )
                     ),
                 )
             ],
@@ -53,7 +55,7 @@ class Valkey(NetworkFunctionComponent):
             ],
             # Ready means it answers an authenticated PING (so the password took effect).
             readiness_probe=k8s.core.v1.ProbeArgs(
-                exec_=k8s.core.v1.ExecActionArgs(command=["sh", "-c", "valkey-cli -p %d ping | grep -qx PONG" % port]),
+                exec_=k8s.core.v1.ExecActionArgs(command=["sh", "-c", f"valkey-cli -p {port} ping | grep -qx PONG"]),
                 period_seconds=10,
             ),
         )
@@ -78,7 +80,9 @@ class Valkey(NetworkFunctionComponent):
                         metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=self.labels),
                         spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                             access_modes=["ReadWriteOnce"],
-                            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": settings.valkey_storage}),
+                            resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                                requests={"storage": settings.valkey_storage}
+                            ),
                         ),
                     )
                 ],

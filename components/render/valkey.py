@@ -8,14 +8,19 @@ VALKEY_PORT = 6379
 SECRET_DIR = "/etc/valkey/secret"
 
 
-def render(settings: Settings, *, bind: str = "0.0.0.0", data_dir: str = "/data", secret_dir: str = SECRET_DIR) -> dict[str, str]:
+def render(
+    settings: Settings, *, bind: str = "0.0.0.0", data_dir: str = "/data", secret_dir: str = SECRET_DIR
+) -> dict[str, str]:
     """valkey.conf; the password stays in the secret file it includes."""
     databases = max(settings.valkey_databases.values()) + 1
     return {
         "valkey.conf": "\n".join(
             [
                 "# Rendered by ims-core. Clients (one logical database each):",
-                *(f"#   db {db}: {client}" for client, db in sorted(settings.valkey_databases.items(), key=lambda kv: kv[1])),
+                *(
+                    f"#   db {db}: {client}"
+                    for client, db in sorted(settings.valkey_databases.items(), key=lambda kv: kv[1])
+                ),
                 f"bind {bind}",
                 f"port {VALKEY_PORT}",
                 "protected-mode no",
