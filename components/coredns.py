@@ -1,4 +1,10 @@
-"""CoreDNS as the IMS DNS: the IMS and EPC zones, following the Services' real addresses."""
+"""CoreDNS as the IMS DNS: the IMS and EPC zones, following the Services' real addresses.
+
+The zones are rendered from the ClusterIP Outputs of the NFs' Services (or the fixed addresses
+in settings), so an address change re-renders them; the ConfigMap is autonamed, so a new zone
+is a new ConfigMap name in the pod template and the CoreDNS pods roll. Its own Service address
+is the DNS server the PGW hands to UEs (`imsDnsAddress`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,9 @@ import pulumi_kubernetes as k8s
 
 from .base import DeployContext, NetworkFunctionComponent, config_volume, non_root_security_context
 from .render import coredns as render_coredns
+from .settings import EXTERNAL_PEERS
+
+CONFIG_DIR = "/etc/coredns"
 
 
 class ImsDns(NetworkFunctionComponent):
@@ -24,42 +33,70 @@ class ImsDns(NetworkFunctionComponent):
         """`addresses`: NF name -> address Output (ClusterIPs) of the NFs the zones name."""
         super().__init__("ims:dns:ImsDns", ctx, opts)
         settings = ctx.settings
-        port = render_coredns.DNS_PORT
+        dns, target = render_coredns.DNS_PORT, render_coredns.CONTAINER_PORT
         self.svc = self.service(
             [
-                k8s.core.v1.ServicePortArgs(name="dns-udp", port=port, target_port=1053, protocol="UDP"),
-                k8s.core.v1.ServicePortArgs(name="dns-tcp", port=port, target_port=1053, protocol="TCP"),
+                k8s.core.v1.ServicePortArgs(name="dns-udp", port=dns, target_port=target, protocol="UDP"),
+                k8s.core.v1.ServicePortArgs(name="dns-tcp", port=dns, target_port=target, protocol="TCP"),
             ],
             cluster_ip=settings.nf("coredns").address,
         )
         self.address = self.svc.spec.cluster_ip
-        known = {name: nf.address for name, nf in settings.nfs.items() if nf.address}
+
+        known: dict[str, pulumi.Input[str]] = {name: nf.address for name, nf in settings.nfs.items() if nf.address}
         known.update(addresses)
         known["coredns"] = self.address
-        files = pulumi.Output.all(**known).apply(lambda resolved: render_coredns.render(settings, resolved, port=1053))
-        self.config = self.config_map("zones", files)
+        for peer in EXTERNAL_PEERS:
+            if peer not in known:
+                # Diagnosable in one look: cdp resolves Diameter peers by name and finds none.
+                pulumi.log.warn(
+                    f"{peer}Address is empty: {settings.nf(peer).fqdn} gets no A record, so the CSCFs "
+                    f"cannot reach the {peer.upper()} until it is set",
+                    resource=self,
+                )
+        self.files = pulumi.Output.all(**known).apply(lambda resolved: render_coredns.render(settings, resolved))
+        self.config = self.config_map("zones", self.files)
+
         container = k8s.core.v1.ContainerArgs(
             name="coredns",
             image=settings.images.coredns,
-            args=["-conf", "/etc/coredns/Corefile"],
+            args=["-conf", f"{CONFIG_DIR}/Corefile"],
             ports=[
-                k8s.core.v1.ContainerPortArgs(name="dns-udp", container_port=1053, protocol="UDP"),
-                k8s.core.v1.ContainerPortArgs(name="dns-tcp", container_port=1053, protocol="TCP"),
+                k8s.core.v1.ContainerPortArgs(name="dns-udp", container_port=target, protocol="UDP"),
+                k8s.core.v1.ContainerPortArgs(name="dns-tcp", container_port=target, protocol="TCP"),
             ],
             resources=self.resources(),
             security_context=non_root_security_context(),
-            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="zones", mount_path="/etc/coredns", read_only=True)],
-            # CoreDNS's ready plugin answers 200 once every zone is loaded.
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="zones", mount_path=CONFIG_DIR, read_only=True)],
+            # The ready plugin answers 200 once every server block is up and serving.
             readiness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/ready", port=8181), period_seconds=10
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/ready", port=render_coredns.READY_PORT),
+                period_seconds=5,
             ),
             liveness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/health", port=8080), period_seconds=20
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/health", port=render_coredns.HEALTH_PORT),
+                period_seconds=20,
+                failure_threshold=3,
             ),
         )
         self.workload = self.deployment(
             k8s.core.v1.PodSpecArgs(
-                containers=[container], volumes=[config_volume("zones", self.config)], enable_service_links=False
+                containers=[container],
+                volumes=[config_volume("zones", self.config)],
+                enable_service_links=False,
             )
         )
-        self.register_outputs({"address": self.address, "configMap": self.config.metadata.name})
+        # DNS is open to anyone who can route to it (UEs through the UPF, the CSCFs); nothing else.
+        self.network_policy(
+            [
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    ports=[
+                        k8s.networking.v1.NetworkPolicyPortArgs(port=target, protocol="UDP"),
+                        k8s.networking.v1.NetworkPolicyPortArgs(port=target, protocol="TCP"),
+                    ]
+                )
+            ]
+        )
+        self.register_outputs(
+            {"address": self.address, "configMap": self.config.metadata.name, "deployment": self.workload.metadata.name}
+        )

@@ -32,6 +32,14 @@ CSCF_ROLES = ("pcscf", "icscf", "scscf")
 EPC_NFS = frozenset({"hss", "pcrf"})
 
 RTPENGINE_VARIANTS = ("alpine", "ubuntu")
+RTPENGINE_MEDIA_EXPOSURES = ("hostNetwork", "hostPort")
+# Every hostPort is one entry in the pod spec and one DNAT rule on the node: keep the list short.
+RTPENGINE_MAX_HOST_PORTS = 200
+# Kubernetes' default NodePort range: kube-proxy may hold these ports on every node.
+NODEPORT_RANGE = (30000, 32767)
+# Codecs the ubuntu image can encode as well as decode (rtpengine --codecs: "fully supported";
+# AMR and AMR-WB encoders come from libavcodec-extra). Names as in SDP rtpmap.
+RTPENGINE_TRANSCODING_CODECS = ("AMR", "AMR-WB", "PCMA", "PCMU", "G722", "G729", "opus", "speex", "GSM")
 PLATFORMS = ("linux/amd64", "linux/arm64")
 MAX_REPLICAS = 20
 MIN_PASSWORD_LENGTH = 16
@@ -94,6 +102,23 @@ class Images:
 
 
 @dataclass(frozen=True)
+class MediaRelay:
+    """rtpengine: which image, how UEs reach its media ports, what it may transcode."""
+
+    variant: str  # alpine | ubuntu
+    exposure: str  # hostNetwork | hostPort
+    port_min: int
+    port_max: int
+    # Address written into SDP; None: the node's own address (status.hostIP).
+    advertise_address: str | None
+    transcoding_codecs: tuple[str, ...]
+
+    @property
+    def port_count(self) -> int:
+        return self.port_max - self.port_min + 1
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     namespace: str
@@ -109,6 +134,7 @@ class Settings:
     pcscf_rx: bool
     valkey_storage: str
     nfs: Mapping[str, NetworkFunction]
+    media: MediaRelay
     valkey_databases: Mapping[str, int] = field(default_factory=lambda: VALKEY_DATABASES)
     # A plain str in tests, a secret pulumi.Output under the engine; never rendered into a ConfigMap.
     valkey_password: Any = field(default=None, repr=False, compare=False)
@@ -211,11 +237,31 @@ def _address(key: str, value: str, errors: list[str]) -> str | None:
     if value == "":
         return None
     try:
-        ipaddress.IPv4Address(value)
+        address = ipaddress.IPv4Address(value)
     except ValueError:
         errors.append(f"{key} = {value!r}: must be an IPv4 address such as 10.96.0.53, or empty")
         return None
+    if address.is_unspecified or address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
+        errors.append(
+            f"{key} = {value!r}: must be a unicast IPv4 address (not 0.0.0.0, multicast or broadcast); "
+            "the IMS DNS publishes it in an A record"
+        )
+        return None
     return value
+
+
+def _zone_clashes(ims_domain: str, epc_domain: str, errors: list[str]) -> None:
+    """One domain nested in the other must not be a name the outer zone publishes (it would hide it)."""
+    zones = {"imsDomain": ims_domain, "epcDomain": epc_domain}
+    for outer_key, outer in zones.items():
+        labels = ["ns"] + [nf for nf in DEPLOYED_NFS + EXTERNAL_PEERS if (nf in EPC_NFS) == (outer_key == "epcDomain")]
+        for inner_key, inner in zones.items():
+            hidden = [label for label in labels if inner == f"{label}.{outer}"]
+            if inner_key != outer_key and hidden:
+                errors.append(
+                    f"{inner_key} = {inner!r}: is the FQDN of {hidden[0]} in {outer_key} {outer!r}, so its zone "
+                    f"would hide that record; choose a domain that no NF name in {outer!r} uses"
+                )
 
 
 def _replicas(key: str, value: Any, errors: list[str]) -> int:
@@ -223,6 +269,60 @@ def _replicas(key: str, value: Any, errors: list[str]) -> int:
         return 1
     _check(1 <= value <= MAX_REPLICAS, errors, f"{key} = {value}: must be between 1 and {MAX_REPLICAS}")
     return value
+
+
+def _media_relay(v: Mapping[str, Any], variant: str, errors: list[str]) -> MediaRelay:
+    exposure = v["rtpengineMediaExposure"] or ""
+    _check(
+        exposure in RTPENGINE_MEDIA_EXPOSURES,
+        errors,
+        f"rtpengineMediaExposure = {exposure!r}: must be one of {', '.join(RTPENGINE_MEDIA_EXPOSURES)}",
+    )
+    low, high = v["rtpenginePortMin"], v["rtpenginePortMax"]
+    if isinstance(low, int) and isinstance(high, int):
+        if not 1024 < low <= high <= 65535:
+            errors.append(
+                f"rtpenginePortMin = {low}, rtpenginePortMax = {high}: need 1024 < rtpenginePortMin <= rtpenginePortMax <= 65535"
+            )
+        elif high - low + 1 < 4:
+            errors.append(
+                f"rtpenginePortMin = {low}, rtpenginePortMax = {high}: one call needs 4 ports (RTP+RTCP, 2 legs)"
+            )
+        if low <= NODEPORT_RANGE[1] and high >= NODEPORT_RANGE[0]:
+            errors.append(
+                f"rtpenginePortMin = {low}, rtpenginePortMax = {high}: overlaps the Kubernetes NodePort range "
+                f"{NODEPORT_RANGE[0]}-{NODEPORT_RANGE[1]}; choose ports outside it, e.g. 40000-40999"
+            )
+        if exposure == "hostPort" and high - low + 1 > RTPENGINE_MAX_HOST_PORTS:
+            errors.append(
+                f"rtpenginePortMin = {low}, rtpenginePortMax = {high}: {high - low + 1} ports with "
+                f"rtpengineMediaExposure = hostPort; at most {RTPENGINE_MAX_HOST_PORTS} (each is a hostPort entry "
+                "and a DNAT rule): narrow the range or use hostNetwork"
+            )
+    advertise = _address("rtpengineAdvertiseAddress", v["rtpengineAdvertiseAddress"] or "", errors)
+    codecs = v["rtpengineTranscodingCodecs"]
+    codecs = [] if codecs is None else codecs
+    unknown = [c for c in codecs if c not in RTPENGINE_TRANSCODING_CODECS]
+    if unknown:
+        errors.append(
+            f"rtpengineTranscodingCodecs = {codecs!r}: {', '.join(map(repr, unknown))} not supported; "
+            f"allowed: {', '.join(RTPENGINE_TRANSCODING_CODECS)}"
+        )
+    if len(set(codecs)) != len(codecs):
+        errors.append(f"rtpengineTranscodingCodecs = {codecs!r}: a codec is listed twice")
+    if codecs and variant == "alpine":
+        errors.append(
+            f"rtpengineTranscodingCodecs = {codecs!r} with rtpengineVariant = 'alpine': the alpine image only "
+            "relays media; set rtpengineVariant to ubuntu for transcoding, or leave rtpengineTranscodingCodecs empty"
+        )
+    return MediaRelay(
+        variant=variant,
+        exposure=exposure,
+        port_min=low if isinstance(low, int) else 0,
+        port_max=high if isinstance(high, int) else 0,
+        advertise_address=advertise,
+        transcoding_codecs=tuple(str(c) for c in codecs),
+    )
 
 
 # --- building ----------------------------------------------------------------------------
@@ -263,6 +363,8 @@ def from_mapping(
         errors,
         f"imsDomain and epcDomain are both {ims_domain!r}: the IMS and EPC domains must differ",
     )
+    if _valid_domain(ims_domain) and _valid_domain(epc_domain):
+        _zone_clashes(ims_domain, epc_domain, errors)
 
     registry, tag, platform = v["imageRegistry"] or "", v["imageTag"] or "", v["imagePlatform"] or ""
     _check(
@@ -296,6 +398,8 @@ def from_mapping(
         errors,
         f"rtpengineVariant = {variant!r}: must be one of {', '.join(RTPENGINE_VARIANTS)}",
     )
+
+    media = _media_relay(v, variant, errors)
 
     storage = v["valkeyStorage"] or ""
     _check(
@@ -368,6 +472,7 @@ def from_mapping(
         pcscf_rx=v["pcscfRx"],
         valkey_storage=storage,
         nfs=MappingProxyType(nfs),
+        media=media,
         valkey_password=secret(password) if secret else password,
     )
 

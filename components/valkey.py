@@ -1,4 +1,10 @@
-"""Valkey, the IMS database: a StatefulSet with a volume, AOF persistence and a password."""
+"""Valkey, the IMS database: a StatefulSet with a volume, AOF persistence and a password.
+
+The password comes from the `valkeyPassword` Pulumi secret and reaches the pod only through a
+Kubernetes Secret (the `requirepass` include and the probe's environment); valkey.conf in the
+ConfigMap names the include file, never the password. The PersistentVolumeClaim outlives the
+pod (and, by the StatefulSet default, the StatefulSet), so the AOF replays on every restart.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import pulumi_kubernetes as k8s
 
 from .base import DeployContext, NetworkFunctionComponent, config_volume, secret_volume
 from .render import valkey as render_valkey
+from .settings import DEPLOYED_NFS
 
 # The upstream image's valkey user.
 VALKEY_UID = 999
@@ -30,15 +37,17 @@ class Valkey(NetworkFunctionComponent):
             command=["valkey-server", "/etc/valkey/valkey.conf"],
             ports=[k8s.core.v1.ContainerPortArgs(name="valkey", container_port=port)],
             resources=self.resources(),
+            # valkey-cli reads the password from the environment (the readiness probe), never argv.
             env=[
                 k8s.core.v1.EnvVarArgs(
-                    name="REDISCLI_AUTH",
+                    name=variable,
                     value_from=k8s.core.v1.EnvVarSourceArgs(
                         secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                            name=self.secrets.metadata.name, key="password"
+                            name=self.secrets.metadata.name, key=render_valkey.PASSWORD_FILE
                         )
                     ),
                 )
+                for variable in ("VALKEYCLI_AUTH", "REDISCLI_AUTH")
             ],
             security_context=k8s.core.v1.SecurityContextArgs(
                 run_as_non_root=True,
@@ -56,7 +65,14 @@ class Valkey(NetworkFunctionComponent):
             # Ready means it answers an authenticated PING (so the password took effect).
             readiness_probe=k8s.core.v1.ProbeArgs(
                 exec_=k8s.core.v1.ExecActionArgs(command=["sh", "-c", f"valkey-cli -p {port} ping | grep -qx PONG"]),
-                period_seconds=10,
+                period_seconds=5,
+                timeout_seconds=3,
+            ),
+            liveness_probe=k8s.core.v1.ProbeArgs(
+                tcp_socket=k8s.core.v1.TCPSocketActionArgs(port=port),
+                # Replaying a large AOF takes a while; do not kill it for that.
+                initial_delay_seconds=30,
+                period_seconds=20,
             ),
         )
         self.statefulset = k8s.apps.v1.StatefulSet(
@@ -93,12 +109,13 @@ class Valkey(NetworkFunctionComponent):
             [k8s.core.v1.ServicePortArgs(name="valkey", port=port, protocol="TCP")],
             cluster_ip=settings.nf("valkey").address,
         )
-        # Only its clients: the CSCFs now, CGRateS in wave 2.
-        self.network_policy(
+        # Only its clients (settings allocate each a database): the CSCFs now, CGRateS once deployed.
+        self.clients = [c for c in sorted(settings.valkey_databases) if c in DEPLOYED_NFS]
+        self.policy = self.network_policy(
             [
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                     ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=port, protocol="TCP")],
-                    from_=self.from_nfs(*sorted(settings.valkey_databases)),
+                    from_=self.from_nfs(*self.clients),
                 )
             ]
         )
