@@ -1,0 +1,161 @@
+"""Engine tier fixtures: a loopback control plane with kwok nodes and a Pulumi workspace.
+
+The real Pulumi CLI runs our real program (a copy of the project tree, same .venv) with a
+file backend and a passphrase; images are prebuilt references (imageBuild false) because
+pulumi-docker's plugin cannot be built from Go modules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.engine import cluster as local_cluster
+from tests.tooling import ROOT, TOOLS_DIR, missing
+
+ENGINE_TOOLS = (
+    "pulumi",
+    "pulumi-language-python",
+    "pulumi-language-python-exec",
+    "pulumi-resource-kubernetes",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+)
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "config", "dockerfiles")
+PASSPHRASE = "engine-tier-passphrase"
+
+
+@dataclass
+class Workspace:
+    """One project copy + stack, and the pulumi CLI bound to it."""
+
+    project: Path
+    stack: str
+    env: dict[str, str]
+    cluster: local_cluster.Cluster
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def pulumi(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            ["pulumi", *args, "--stack", self.stack, "--non-interactive"],
+            cwd=self.project,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"pulumi {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def timed(self, label: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        start = time.perf_counter()
+        result = self.pulumi(*args, **kwargs)
+        self.timings[label] = time.perf_counter() - start
+        return result
+
+    def preview_steps(self) -> list[dict]:
+        result = self.pulumi("preview", "--json", "--diff")
+        return json.loads(result.stdout).get("steps", [])
+
+    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        context = local_cluster.api_client(self.cluster.workdir / "pki")
+        status, text = local_cluster.api_request(self.cluster.server, context, method, path, body)
+        return status, (json.loads(text) if text.strip().startswith("{") else {"raw": text})
+
+
+def _tools_present() -> None:
+    absent = [t for t in ENGINE_TOOLS if not (TOOLS_DIR / "bin" / t).exists()]
+    if absent:
+        missing(f"engine tools {', '.join(absent)} (in {TOOLS_DIR / 'bin'})", "go")
+
+
+@pytest.fixture(scope="session")
+def engine_cluster(tmp_path_factory):
+    _tools_present()
+    workdir = tmp_path_factory.mktemp("cluster")
+    cluster = local_cluster.start_cluster(TOOLS_DIR / "bin", workdir)
+    print(f"\nlocal control plane ready in {cluster.started_in:.1f}s")
+    # What a real cluster's storage provisioner would offer: one volume for Valkey's claim.
+    context = local_cluster.api_client(workdir / "pki")
+    status, text = local_cluster.api_request(
+        cluster.server,
+        context,
+        "POST",
+        "/api/v1/persistentvolumes",
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": "engine-tier-pv-0"},
+            "spec": {
+                "capacity": {"storage": "10Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": str(workdir / "pv-0")},
+                "persistentVolumeReclaimPolicy": "Delete",
+            },
+        },
+    )
+    assert status in (200, 201), text
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def workspace(engine_cluster, tmp_path_factory) -> Workspace:
+    base = tmp_path_factory.mktemp("pulumi")
+    project = base / "ims-core"
+    project.mkdir()
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, project / name)
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    state = base / "state"
+    state.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBECONFIG"))},
+        "PATH": f"{TOOLS_DIR / 'bin'}:{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
+        "PULUMI_HOME": str(base / "home"),
+        "PULUMI_BACKEND_URL": f"file://{state}",
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_SKIP_CONFIRMATIONS": "true",
+    }
+    ws = Workspace(project=project, stack="engine", env=env, cluster=engine_cluster)
+    subprocess.run(
+        ["pulumi", "stack", "init", ws.stack, "--non-interactive"],
+        cwd=project,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    config = {
+        "kubeconfig": str(engine_cluster.kubeconfig),
+        "namespace": "ims-engine",
+        "imageBuild": "false",
+        "imagePush": "false",
+        "imageRegistry": "registry.example.net/ims-core",
+        "pcscfRx": "false",
+    }
+    for key, value in config.items():
+        ws.pulumi("config", "set", key, value)
+    ws.pulumi("config", "set", "--secret", "valkeyPassword", "engine-tier-valkey-password")
+    yield ws
+    print("\nengine tier wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in ws.timings.items()))

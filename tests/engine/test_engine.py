@@ -1,0 +1,129 @@
+"""Engine tier: the real Pulumi CLI and Kubernetes plugin against a real kube-apiserver.
+
+One stack goes through what users do: preview, up, a clean re-preview, two setting changes
+that preview exactly the resources they should, a bad config that creates nothing, destroy
+and stack rm. The steps run in file order and share the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+NS = "ims-engine"
+DEPLOYMENTS = ("pcscf", "icscf", "scscf", "coredns", "rtpengine")
+CSCFS = ("pcscf", "icscf", "scscf")
+
+
+def changed(steps: list[dict]) -> dict[str, set[str]]:
+    """Logical name -> ops of every step that is not `same` (the stack itself excluded)."""
+    result: dict[str, set[str]] = {}
+    for step in steps:
+        urn = step["urn"]
+        if step["op"] == "same" or urn.endswith("pulumi:pulumi:Stack::ims-core-engine"):
+            continue
+        result.setdefault(urn.split("::")[-1], set()).add(step["op"])
+    return result
+
+
+def available(ws, name: str) -> tuple[int, int]:
+    status, body = ws.api("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/{name}")
+    assert status == 200, body
+    return body["spec"]["replicas"], body.get("status", {}).get("availableReplicas", 0)
+
+
+def test_preview_of_a_new_stack_plans_every_nf(workspace):
+    result = workspace.timed("preview", "preview", "--json")
+    steps = json.loads(result.stdout)["steps"]
+    creates = {s["urn"].split("::")[-1] for s in steps if s["op"] == "create"}
+    expected = {f"{nf}-deployment" for nf in DEPLOYMENTS} | {"valkey-statefulset", "coredns-zones", "namespace"}
+    assert expected <= creates, expected - creates
+    status, _ = workspace.api("GET", f"/api/v1/namespaces/{NS}")
+    assert status == 404, "preview must not create anything"
+
+
+def test_up_creates_everything_and_workloads_become_available(workspace):
+    workspace.timed("up", "up", "--yes", "--skip-preview")
+    for name in DEPLOYMENTS:
+        wanted, ready = available(workspace, name)
+        assert ready == wanted >= 1, f"deployment {name}: {ready}/{wanted} available"
+    status, sts = workspace.api("GET", f"/apis/apps/v1/namespaces/{NS}/statefulsets/valkey")
+    assert status == 200 and sts["status"].get("readyReplicas") == 1, sts.get("status")
+
+    outputs = json.loads(workspace.pulumi("stack", "output", "--json").stdout)
+    status, svc = workspace.api("GET", f"/api/v1/namespaces/{NS}/services/pcscf")
+    assert outputs["pcscfAddress"] == svc["spec"]["clusterIP"]
+    # The IMS DNS zone follows the Services' real (assigned) addresses.
+    status, dns = workspace.api("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/coredns")
+    zones = next(v["configMap"]["name"] for v in dns["spec"]["template"]["spec"]["volumes"] if "configMap" in v)
+    status, cm = workspace.api("GET", f"/api/v1/namespaces/{NS}/configmaps/{zones}")
+    zone = cm["data"][f"db.{outputs['imsDomain']}"]
+    assert f"pcscf.{outputs['imsDomain']}. IN A {svc['spec']['clusterIP']}" in zone
+
+
+def test_second_preview_reports_no_changes(workspace):
+    workspace.timed("no-change preview", "preview", "--expect-no-changes")
+
+
+def test_replica_change_previews_only_the_pcscf_deployment(workspace):
+    workspace.pulumi("config", "set", "pcscfReplicas", "2")
+    assert changed(workspace.preview_steps()) == {"pcscf-deployment": {"update"}}
+    workspace.timed("update", "up", "--yes", "--skip-preview")
+    assert available(workspace, "pcscf") == (2, 2)
+
+
+def test_ims_domain_change_previews_the_cscfs_and_dns_only(workspace):
+    workspace.pulumi("config", "set", "imsDomain", "ims.engine.example.net")
+    diff = changed(workspace.preview_steps())
+    configs = {f"{role}-config" for role in CSCFS} | {"coredns-zones"}
+    workloads = {f"{role}-deployment" for role in CSCFS} | {"coredns-deployment"}
+    secrets = {f"{role}-secrets" for role in CSCFS}
+    assert configs | workloads <= set(diff), diff
+    assert set(diff) <= configs | workloads | secrets, (
+        f"unexpected changes: {set(diff) - configs - workloads - secrets}"
+    )
+    for name in configs:
+        assert diff[name] & {"replace", "create-replacement"}, f"{name}: {diff[name]} (config change must replace)"
+    for name in workloads:
+        assert diff[name] == {"update"}, f"{name}: {diff[name]}"
+    workspace.pulumi("up", "--yes", "--skip-preview")
+    status, cscf = workspace.api("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/pcscf")
+    sources = cscf["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"]
+    config_name = next(s["configMap"]["name"] for s in sources if "configMap" in s)
+    status, cm = workspace.api("GET", f"/api/v1/namespaces/{NS}/configmaps/{config_name}")
+    assert status == 200 and "ims.engine.example.net" in json.dumps(cm["data"])
+    workspace.pulumi("preview", "--expect-no-changes")
+
+
+def test_bad_config_fails_with_our_message_and_changes_nothing(workspace):
+    before = json.loads(workspace.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    workspace.pulumi("config", "set", "mcc", "12")
+    try:
+        result = workspace.pulumi("up", "--yes", "--skip-preview", check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert "mcc = '12': must be exactly 3 digits" in output, output
+        assert "Traceback" not in output, "a config error must not show a stack trace"
+    finally:
+        workspace.pulumi("config", "set", "mcc", "001")
+    after = json.loads(workspace.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    assert [r["urn"] for r in after] == [r["urn"] for r in before]
+    workspace.pulumi("preview", "--expect-no-changes")
+
+
+def test_destroy_leaves_nothing_and_the_stack_can_be_removed(workspace):
+    workspace.timed("destroy", "destroy", "--yes", "--skip-preview")
+    deadline = time.monotonic() + 120
+    while True:
+        status, body = workspace.api("GET", f"/api/v1/namespaces/{NS}")
+        if status == 404:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"namespace {NS} still there 120s after destroy: {body.get('status')}")
+        time.sleep(2)
+    for path in ("/apis/apps/v1/deployments", "/apis/apps/v1/statefulsets", "/api/v1/services", "/api/v1/configmaps"):
+        status, body = workspace.api("GET", f"{path}?labelSelector=app.kubernetes.io%2Fpart-of%3Dims-core")
+        assert status == 200 and body["items"] == [], f"{path}: {[i['metadata']['name'] for i in body['items']]}"
+    workspace.pulumi("stack", "rm", "--yes")
