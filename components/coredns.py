@@ -15,9 +15,10 @@ import pulumi_kubernetes as k8s
 
 from .base import DeployContext, NetworkFunctionComponent, config_volume, non_root_security_context
 from .render import coredns as render_coredns
-from .settings import EXTERNAL_PEERS
 
 CONFIG_DIR = "/etc/coredns"
+# The peers outside this stack (open5gs, wave 2) and who resolves them by name.
+DIAMETER_CLIENTS = {"hss": "I-CSCF and S-CSCF (Cx)", "pcrf": "P-CSCF (Rx)"}
 
 
 class ImsDns(NetworkFunctionComponent):
@@ -46,11 +47,11 @@ class ImsDns(NetworkFunctionComponent):
         known: dict[str, pulumi.Input[str]] = {name: nf.address for name, nf in settings.nfs.items() if nf.address}
         known.update(addresses)
         known["coredns"] = self.address
-        for peer in EXTERNAL_PEERS:
+        for peer, clients in DIAMETER_CLIENTS.items():
             if peer not in known:
-                # Diagnosable in one look: cdp resolves Diameter peers by name and finds none.
+                # Diagnosable in one look: cdp resolves Diameter peers by name and would find none.
                 pulumi.log.warn(
-                    f"{peer}Address is empty: {settings.nf(peer).fqdn} gets no A record, so the CSCFs "
+                    f"{peer}Address is empty: {settings.nf(peer).fqdn} gets no A record, so the {clients} "
                     f"cannot reach the {peer.upper()} until it is set",
                     resource=self,
                 )
