@@ -1,30 +1,204 @@
 """Kamailio P-CSCF, I-CSCF and S-CSCF configuration, rendered from settings.
 
-The shipped cfg under config/kamailio/ stays static; only a small defines file per role is
-rendered. (Initial interface; the configs land with the Kamailio issue.)
+The shipped configuration lives under config/kamailio/: one static `kamailio.cfg` per role,
+routes split by concern under `route/`, and the db_redis table schemas. This module adds the
+only environment-specific parts: a small `defines.cfg` (names, addresses, ports, feature
+switches), the Diameter peer file `diameter.xml` (cdp), and `secrets.cfg` with the Valkey URL,
+which holds the password and therefore goes to a Kubernetes Secret, never to a ConfigMap.
+
+Every file is keyed by its path relative to the config directory (/etc/kamailio in the image).
+`icscf_seed` gives the Valkey rows the I-CSCF reads (S-CSCF list, capabilities, trusted
+domains), for the live tests and for a Kubernetes Job.
 """
 
 from __future__ import annotations
 
-from ..settings import CSCF_ROLES, Settings
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from ..settings import CSCF_ROLES, ROOT, Settings
 
 SIP_PORT = 5060
 DIAMETER_PORT = 3868
 # ims_ipsec_pcscf: protected client and server ports towards the UE.
 IPSEC_CLIENT_PORT = 5100
 IPSEC_SERVER_PORT = 6100
+# rtpengine's NG control port (UDP).
+RTPENGINE_NG_PORT = 2223
+VALKEY_PORT = 6379
+
+CONFIG_DIR = "/etc/kamailio"
+SHIPPED = ROOT / "config" / "kamailio"
+SECRETS_FILE = "secrets.cfg"
+
+# Diameter applications (3GPP vendor 10415): Cx towards the HSS, Rx towards the PCRF.
+VENDOR_3GPP = 10415
+CX_APPLICATION = 16777216
+RX_APPLICATION = 16777236
+
+# db_redis schemas each role reads (config/kamailio/db_redis/<table>).
+DB_TABLES = {
+    "pcscf": ("location",),
+    "icscf": ("nds_trusted_domains", "s_cscf", "s_cscf_capabilities"),
+    "scscf": (),
+}
 
 
-def render(settings: Settings, role: str) -> dict[str, str]:
-    """Files of one role's config directory, keyed by path relative to /etc/kamailio."""
+def _check_role(role: str) -> None:
     if role not in CSCF_ROLES:
         raise ValueError(f"role {role!r}: must be one of {', '.join(CSCF_ROLES)}")
+
+
+def _shipped(role: str) -> dict[str, str]:
+    base = SHIPPED / role
+    return {
+        path.relative_to(base).as_posix(): path.read_text(encoding="utf-8")
+        for path in sorted(base.rglob("*.cfg"))
+    }
+
+
+def _host(settings: Settings, name: str) -> str:
+    """How a peer is reached: its fixed address if it has one, else its FQDN."""
+    nf = settings.nf(name)
+    return nf.address or nf.fqdn
+
+
+def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind_address: bool = False) -> str:
+    """The rendered `defines.cfg`: the only environment values the shipped cfg reads.
+
+    In Kubernetes (`bind_address` false) Kamailio listens on every pod address and advertises
+    the Service's fixed address or, without one, its FQDN (which must then resolve when
+    Kamailio starts). With `bind_address` (the loopback profile of the live tests) it binds
+    the NF's own address, so the three roles can share one host.
+    """
+    _check_role(role)
     nf = settings.nf(role)
-    return {"defines.cfg": f'#!define ROLE "{role}"\n#!define FQDN "{nf.fqdn}"\n'}
+    if bind_address and not nf.address:
+        raise ValueError(f"{role}: bind_address needs a fixed {role}Address")
+    lines = [
+        f"# Rendered from the stack settings for the {role} (stack {settings.stack}); do not edit.",
+        f'#!define ROLE "{role}"',
+        f"#!substdef \"!MY_FQDN!{nf.fqdn}!g\"",
+        f"#!substdef \"!IMS_DOMAIN!{settings.ims_domain}!g\"",
+        f"#!substdef \"!CFG_DIR!{config_dir}!g\"",
+        f"#!substdef \"!SIP_PORT!{SIP_PORT}!g\"",
+    ]
+    if bind_address:
+        lines.append(f"#!define LISTEN_ADDRESS {nf.address}")
+    else:
+        lines.append("#!define LISTEN_ADDRESS 0.0.0.0")
+        lines.append(f"#!define ADVERTISED_HOST {nf.address or nf.fqdn}")
+
+    if role in ("icscf", "scscf"):
+        lines.append(f"#!substdef \"!HSS_REALM!{settings.nf('hss').realm}!g\"")
+    if role in ("pcscf", "scscf"):
+        lines.append(f"#!substdef \"!ICSCF_FQDN!{settings.nf('icscf').fqdn}!g\"")
+    if role == "pcscf":
+        lines.append(f'#!define RTPENGINE_SOCK "udp:{_host(settings, "rtpengine")}:{RTPENGINE_NG_PORT}"')
+        if settings.pcscf_ipsec:
+            lines += [
+                "#!define WITH_IPSEC",
+                f"#!define IPSEC_CLIENT_PORT {IPSEC_CLIENT_PORT}",
+                f"#!define IPSEC_SERVER_PORT {IPSEC_SERVER_PORT}",
+                f'#!define IPSEC_LISTEN_ADDRESS "{nf.address if bind_address else "0.0.0.0"}"',
+            ]
+        if settings.pcscf_rx:
+            lines += ["#!define WITH_RX", f"#!substdef \"!PCRF_REALM!{settings.nf('pcrf').realm}!g\""]
+    return "\n".join(lines) + "\n"
+
+
+def diameter_xml(settings: Settings, role: str, *, bind_address: bool = False) -> str | None:
+    """cdp peer file: the I-/S-CSCF talk Cx to the HSS, the P-CSCF Rx to the PCRF (if on)."""
+    _check_role(role)
+    if role == "pcscf" and not settings.pcscf_rx:
+        return None
+    nf = settings.nf(role)
+    peer_name, app = ("pcrf", RX_APPLICATION) if role == "pcscf" else ("hss", CX_APPLICATION)
+    peer = settings.nf(peer_name)
+    bind = f" bind={quoteattr(nf.address)}" if bind_address and nf.address else ""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<!-- Rendered from the stack settings for the {role}; do not edit. -->
+<DiameterPeer
+	FQDN={quoteattr(nf.fqdn)}
+	Realm={quoteattr(nf.realm)}
+	Vendor_Id="{VENDOR_3GPP}"
+	Product_Name="ims-core"
+	AcceptUnknownPeers="0"
+	DropUnknownOnDisconnect="1"
+	Tc="5"
+	Workers="4"
+	QueueLength="32"
+	TransactionTimeout="5"
+	SessionsHashSize="128"
+	DefaultAuthSessionTimeout="3600"
+	MaxAuthSessionTimeout="3600">
+
+	<Peer FQDN={quoteattr(peer.fqdn)} Realm={quoteattr(peer.realm)} port="{DIAMETER_PORT}"/>
+
+	<Acceptor port="{DIAMETER_PORT}"{bind}/>
+
+	<Auth id="{app}" vendor="{VENDOR_3GPP}"/>
+	<SupportedVendor vendor="{VENDOR_3GPP}"/>
+
+	<DefaultRoute FQDN={quoteattr(peer.fqdn)} metric="10"/>
+</DiameterPeer>
+"""
+
+
+def render(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind_address: bool = False) -> dict[str, str]:
+    """Files of one role's config directory, keyed by path relative to /etc/kamailio.
+
+    `config_dir` is where the files will live (the live and render tests use a temp dir);
+    `bind_address` is for the loopback profile (see `defines`).
+    """
+    _check_role(role)
+    files = _shipped(role)
+    files["defines.cfg"] = defines(settings, role, config_dir=config_dir, bind_address=bind_address)
+    xml = diameter_xml(settings, role, bind_address=bind_address)
+    if xml is not None:
+        files["diameter.xml"] = xml
+    for table in DB_TABLES[role]:
+        files[f"db_redis/kamailio/{table}"] = (SHIPPED / "db_redis" / table).read_text(encoding="utf-8")
+    return files
+
+
+def valkey_url(settings: Settings, role: str, valkey_password: str) -> str:
+    db = settings.valkey_databases[role]
+    return f"redis://:{valkey_password}@{_host(settings, 'valkey')}:{VALKEY_PORT}/{db}"
 
 
 def render_secrets(settings: Settings, role: str, valkey_password: str) -> dict[str, str]:
-    """Files with secrets (Valkey URL with password), mounted from a Kubernetes Secret."""
-    db = settings.valkey_databases[role]
-    valkey = settings.nf("valkey")
-    return {"secrets.cfg": f'#!define VALKEY_URL "redis://:{valkey_password}@{valkey.fqdn}:6379/{db}"\n'}
+    """Files with secrets (the Valkey URL with its password), projected beside kamailio.cfg."""
+    _check_role(role)
+    return {SECRETS_FILE: f'#!define VALKEY_URL "{valkey_url(settings, role, valkey_password)}"\n'}
+
+
+def icscf_seed(settings: Settings) -> dict[str, dict[str, str]]:
+    """Valkey rows of the I-CSCF tables, as {key: hash}; writing them twice changes nothing.
+
+    db_redis keys a row `<table>:entry::<id>` (keys modparam `<table>=entry:id`). One
+    S-CSCF, with no capabilities (the HSS then names it, or ims_icscf picks it anyway), and
+    the home domain as the only trusted domain.
+    """
+    scscf = settings.nf("scscf")
+    return {
+        "s_cscf:entry::1": {"id": "1", "name": scscf.fqdn, "s_cscf_uri": f"sip:{scscf.fqdn}:{SIP_PORT}"},
+        "s_cscf_capabilities:entry::1": {"id": "1", "id_s_cscf": "1", "capability": "0"},
+        "nds_trusted_domains:entry::1": {"id": "1", "trusted_domain": settings.ims_domain},
+    }
+
+
+def icscf_seed_commands(settings: Settings) -> list[list[str]]:
+    """`icscf_seed` as Redis commands (HSET key field value ...), e.g. for valkey-cli."""
+    commands = []
+    for key, row in icscf_seed(settings).items():
+        command = ["HSET", key]
+        for field, value in row.items():
+            command += [field, value]
+        commands.append(command)
+    return commands
+
+
+def shipped_paths() -> list[Path]:
+    """Every shipped file (for image builds and change detection)."""
+    return sorted(p for p in SHIPPED.rglob("*") if p.is_file())
