@@ -1,0 +1,89 @@
+"""Run Debian's rtpengine on the rendered config, as the pod runs it, for the live tier.
+
+The daemon gets the product's rendered rtpengine.conf and the same `daemon_args` the Deployment
+uses, with the loopback profile's rtpengine address in place of $(POD_IP). As root it runs as
+the image's unprivileged user (65532), so the test also shows a userspace relay needs no
+privilege. It is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.base import NON_ROOT_UID
+from components.render import rtpengine as render_rtpengine
+from components.settings import Settings
+from tests.live.ng_client import NgClient
+from tests.tooling import require_binary
+
+START_TIMEOUT = 10.0
+
+
+@dataclass
+class RtpengineDaemon:
+    process: subprocess.Popen
+    ng: NgClient
+    address: str
+    config_dir: Path
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def running_rtpengine(settings: Settings, *extra_args: str) -> Iterator[RtpengineDaemon]:
+    """rtpengine on settings.nf("rtpengine").address with the rendered config; stopped on exit."""
+    binary = require_binary("rtpengine", "debian")
+    address = settings.nf("rtpengine").address
+    assert address, "the loopback profile gives rtpengine a fixed address"
+    config_dir = Path(tempfile.mkdtemp(prefix="rtpengine-"))
+    os.chmod(config_dir, 0o755)
+    for name, text in render_rtpengine.render(settings).items():
+        (config_dir / name).write_text(text)
+        os.chmod(config_dir / name, 0o644)
+    log_path = config_dir / "rtpengine.log"
+    argv = [
+        binary,
+        *render_rtpengine.daemon_args(address, settings.media.advertise_address, config_dir=str(config_dir)),
+        *extra_args,
+    ]
+    as_user = {"user": NON_ROOT_UID, "group": NON_ROOT_UID, "extra_groups": []} if os.geteuid() == 0 else {}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **as_user)
+    daemon = RtpengineDaemon(
+        process, NgClient(address, render_rtpengine.NG_PORT, timeout=1.0), address, config_dir, log_path
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"rtpengine exited with {process.returncode}:\n{daemon.log()}")
+            try:
+                if daemon.ng.ping() == "pong":
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"rtpengine did not answer NG ping within {START_TIMEOUT} s:\n{daemon.log()}")
+            time.sleep(0.1)
+        daemon.ng.timeout = 3.0
+        yield daemon
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        shutil.rmtree(config_dir, ignore_errors=True)
