@@ -15,9 +15,17 @@ IMAGE = "docker:index/image:Image"
 RTPENGINE_DIR = ROOT / "dockerfiles" / "rtpengine"
 
 
+# Fixed Service addresses: the mocks hand out ClusterIPs in registration order, which may vary
+# between runs and would show up in the DNS zone as a difference that has nothing to do with rtpengine.
+FIXED_ADDRESSES = {
+    f"{nf}Address": f"10.96.1.{i}"
+    for i, nf in enumerate(("pcscf", "icscf", "scscf", "valkey", "coredns", "rtpengine", "hss", "pcrf"), start=10)
+}
+
+
 @pytest.fixture(scope="module")
 def variants():
-    runs = {v: run_program({"rtpengineVariant": v}) for v in ("alpine", "ubuntu")}
+    runs = {v: run_program({**FIXED_ADDRESSES, "rtpengineVariant": v}) for v in ("alpine", "ubuntu")}
     for run in runs.values():
         assert run.error is None, run.error
     return runs
@@ -50,7 +58,7 @@ def test_switching_the_variant_changes_only_the_rtpengine_image_and_workload(var
     changed = {key for key in set(alpine) & set(ubuntu) if alpine[key] != ubuntu[key]}
     assert only_alpine == {(IMAGE, "rtpengine-alpine-image")}
     assert only_ubuntu == {(IMAGE, "rtpengine-ubuntu-image")}
-    assert changed == {("kubernetes:apps/v1:Deployment", "rtpengine-deployment")}
+    assert changed == {("kubernetes:apps/v1:Deployment", "rtpengine-deployment")}, sorted(changed)
 
 
 def test_the_two_images_ship_the_same_ng_probe_script():
