@@ -8,7 +8,7 @@ set -euo pipefail
 PACKAGES=(
   kamailio kamailio-ims-modules kamailio-redis-modules kamailio-presence-modules
   kamailio-extra-modules kamailio-utils-modules
-  rtpengine-daemon redis-server sip-tester iproute2 openssl
+  rtpengine-daemon redis-server sip-tester iproute2 openssl socat
 )
 
 missing=()
