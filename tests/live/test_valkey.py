@@ -1,10 +1,10 @@
 """Live Valkey: redis-server runs the rendered valkey.conf and password file; state survives restarts.
 
-The state written is the I-CSCF's: the `s_cscf`, `s_cscf_capabilities` and `nds_trusted_domains`
-rows as Kamailio's db_redis stores them (a hash per row, keyed `<table>:entry::<id>` by the
-`keys` modparam of config/kamailio/icscf/kamailio.cfg), with the columns of the schemas in
-config/kamailio/db_redis/, in the I-CSCF's own logical database. Kamailio itself does not read
-them back here: that belongs with the Kamailio live tests (see the report of issue 5).
+The state written is the I-CSCF's: the product's seed of the `s_cscf`, `s_cscf_capabilities` and
+`nds_trusted_domains` rows (`render_kamailio.icscf_seed`: a hash per row keyed `<table>:entry::<id>`,
+as db_redis stores them), checked against the schemas in config/kamailio/db_redis/, in the
+I-CSCF's own logical database. Kamailio itself does not read them back here: that belongs with
+the Kamailio live tests.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from components.render import kamailio as render_kamailio
 from components.render import valkey as render_valkey
 from tests.netns import NetNamespace, can_create_namespaces
 from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
@@ -25,18 +26,12 @@ SCHEMAS = ROOT / "config" / "kamailio" / "db_redis"
 
 
 def icscf_rows(settings) -> dict[str, dict[str, str]]:
-    """Redis key -> hash of the I-CSCF tables, one row each, with every column of its schema."""
-    scscf = settings.nf("scscf")
-    values = {
-        "s_cscf": {"id": "1", "name": "scscf", "s_cscf_uri": f"sip:{scscf.fqdn}:5060"},
-        "s_cscf_capabilities": {"id": "1", "id_s_cscf": "1", "capability": "0"},
-        "nds_trusted_domains": {"id": "1", "trusted_domain": settings.ims_domain},
-    }
-    rows = {}
-    for table, row in values.items():
+    """The product's I-CSCF seed (what the I-CSCF reads from Valkey), checked against the db_redis schemas."""
+    rows = render_kamailio.icscf_seed(settings)
+    for key, row in rows.items():
+        table = key.split(":", 1)[0]
         columns = [c.split("/")[0] for c in (SCHEMAS / table).read_text().splitlines()[0].split(",")]
-        assert set(columns) == set(row), f"{table}: schema columns {columns} changed; update this test"
-        rows[f"{table}:entry::{row['id']}"] = row
+        assert set(columns) == set(row), f"{key}: seed columns {sorted(row)} differ from the schema's {columns}"
     return rows
 
 
