@@ -16,6 +16,7 @@ import ctypes
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,7 +75,7 @@ class NetNamespace:
         on the namespace's loopback.
         """
         libc = ctypes.CDLL(None, use_errno=True)
-        own = os.open(f"/proc/self/task/{os.gettid()}/ns/net", os.O_RDONLY)
+        own = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY)
         target = os.open(NETNS_RUN / self.name, os.O_RDONLY)
         try:
             if libc.setns(target, _CLONE_NEWNET) != 0:

@@ -85,6 +85,8 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
     ]
     if bind_address:
         lines.append(f"#!define LISTEN_ADDRESS {nf.address}")
+        # Several roles on one host: each keeps its control socket beside its config.
+        lines.append(f'#!define CTL_SOCKET "unix:{config_dir}/kamailio_ctl"')
     else:
         lines.append("#!define LISTEN_ADDRESS 0.0.0.0")
         lines.append(f"#!define ADVERTISED_HOST {nf.address or nf.fqdn}")

@@ -1,0 +1,408 @@
+"""Live tier fixtures: the product's rendered configs run by real daemons on loopback.
+
+One network namespace per session (tests/netns.py: its hosts file is the resolver), and in
+it: redis-server standing in for Valkey, rtpengine (userspace), the Cx HSS test double (in
+this process, its sockets opened inside the namespace), and Kamailio as P-, I- and S-CSCF
+with the files `components.render.kamailio` renders for the loopback profile. SIPp UEs enter
+through the P-CSCF.
+
+Every daemon is started and stopped by its PID; the tail of each daemon's log is attached to
+a failing test's report.
+
+The live profile turns IPsec off (SIPp speaks no IPsec/xfrm) and Rx off (no PCRF peer here);
+both are covered by the render tier's `kamailio -c` instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from components.render import kamailio as render_kamailio
+from components.settings import CSCF_ROLES, Settings
+from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
+from tests.live import sipp
+from tests.netns import NetNamespace, can_create_namespaces, hosts_for
+from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
+from tests.tooling import missing
+
+LOG_TAIL_LINES = 150
+DAEMONS: list[Daemon] = []
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "live: real daemons on loopback (tests/live)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/live/" in str(item.fspath):
+            item.add_marker(pytest.mark.live)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "tests/live/" in str(item.fspath):
+        for daemon in DAEMONS:
+            report.sections.append((f"log of {daemon.name} (pid {daemon.pid}, last {LOG_TAIL_LINES} lines)", daemon.tail()))
+
+
+@dataclass
+class Daemon:
+    name: str
+    argv: list[str]
+    log: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, ns: NetNamespace) -> Daemon:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "wb") as out:
+            # `ip netns exec` execs the program: the PID we hold is the daemon's.
+            self.proc = subprocess.Popen(ns.prefix() + self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        DAEMONS.append(self)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if not self.alive():
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+
+    def tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _require(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        missing(binary, "debian")
+    return path
+
+
+# --- the profile --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def live_settings() -> Settings:
+    # IPsec off: SIPp cannot do IPsec. Rx off: no PCRF test peer yet.
+    return loopback_settings(stack="live", pcscfIpsec=False, pcscfRx=False)
+
+
+@pytest.fixture(scope="session")
+def netns(live_settings) -> NetNamespace:
+    """Name resolution for every daemon: a namespace whose hosts file holds our FQDNs.
+
+    The one place that decides how names resolve (to become a CoreDNS serving the zone).
+    """
+    reason = can_create_namespaces()
+    if reason:
+        missing(reason, "run the live tier as root (CI does)")
+    ns = NetNamespace(f"imslive{os.getpid() % 100000}", hosts_for(live_settings)).create()
+    yield ns
+    ns.destroy()
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("live")
+
+
+# --- daemons ------------------------------------------------------------------------------
+
+
+def _wait(predicate, timeout: float, what: str, daemon: Daemon | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon is not None and not daemon.alive():
+            raise RuntimeError(f"{daemon.name} exited while waiting for {what}:\n{daemon.tail()}")
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not within {timeout}s" + (f":\n{daemon.tail()}" if daemon else ""))
+
+
+def _tcp_open(ns: NetNamespace, address: str, port: int) -> bool:
+    with ns.entered():
+        try:
+            socket.create_connection((address, port), timeout=0.3).close()
+            return True
+        except OSError:
+            return False
+
+
+@dataclass
+class Valkey:
+    settings: Settings
+    ns: NetNamespace
+    daemon: Daemon
+
+    def cli(self, role: str, *args: str) -> str:
+        address = self.settings.nf("valkey").address
+        db = str(self.settings.valkey_databases[role])
+        result = self.ns.run(
+            ["redis-cli", "--no-auth-warning", "-h", address, "-a", TEST_VALKEY_PASSWORD, "-n", db, *args],
+            capture_output=True, text=True, timeout=10,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr)
+        return result.stdout
+
+
+@pytest.fixture(scope="session")
+def valkey(live_settings, netns, workdir) -> Valkey:
+    server = _require("redis-server")
+    _require("redis-cli")
+    address = live_settings.nf("valkey").address
+    daemon = Daemon(
+        "valkey (redis-server)",
+        [server, "--bind", address, "--port", str(render_kamailio.VALKEY_PORT), "--requirepass", TEST_VALKEY_PASSWORD,
+         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        workdir / "redis.log",
+    ).start(netns)
+    _wait(lambda: _tcp_open(netns, address, render_kamailio.VALKEY_PORT), 10, "redis-server listening", daemon)
+    yield Valkey(live_settings, netns, daemon)
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def rtpengine(live_settings, netns, workdir) -> Daemon:
+    binary = _require("rtpengine")
+    address = live_settings.nf("rtpengine").address
+    daemon = Daemon(
+        "rtpengine",
+        [binary, "--foreground", "--log-stderr", "--table=-1", f"--interface={address}",
+         f"--listen-ng={address}:{render_kamailio.RTPENGINE_NG_PORT}", "--port-min=30000", "--port-max=30999",
+         "--log-level=6", f"--pidfile={workdir}/rtpengine.pid"],
+        workdir / "rtpengine.log",
+    ).start(netns)
+    time.sleep(0.5)
+    if not daemon.alive():
+        raise RuntimeError(f"rtpengine did not start:\n{daemon.tail()}")
+    yield daemon
+    daemon.stop()
+
+
+# --- subscribers and the HSS --------------------------------------------------------------
+
+
+@dataclass
+class Users:
+    alice: sipp.Ue
+    bob: sipp.Ue
+    carol: sipp.Ue  # provisioned, for the wrong-key and never-registered cases
+    mallory: sipp.Ue  # not provisioned in the HSS
+    all: list[sipp.Ue] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def users(live_settings) -> Users:
+    domain = live_settings.ims_domain
+
+    def ue(name: str, n: int, k: str) -> sipp.Ue:
+        return sipp.Ue(name=name, impi=f"{name}@{domain}", k=k, op="ims-core-test-op", amf="00", address=f"127.0.0.{100 + n}")
+
+    u = Users(
+        alice=ue("alice", 1, "alice-secret-k01"),
+        bob=ue("bob", 2, "bob-secret-key02"),
+        carol=ue("carol", 3, "carol-secret-k03"),
+        mallory=ue("mallory", 4, "mallory-secret04"),
+    )
+    u.all = [u.alice, u.bob, u.carol, u.mallory]
+    return u
+
+
+@pytest.fixture(scope="session")
+def hss(live_settings, netns, users) -> CxHssTestDouble:
+    nf = live_settings.nf("hss")
+    subscribers = [
+        Subscriber(impi=u.impi, k=u.k.encode(), op=u.op.encode(), amf=u.amf.encode(), impus=[u.impu])
+        for u in (users.alice, users.bob, users.carol)
+    ]
+    double = CxHssTestDouble(
+        subscribers,
+        origin_host=nf.fqdn,
+        origin_realm=nf.realm,
+        bind_address=nf.address,
+        port=render_kamailio.DIAMETER_PORT,
+        # No Server-Name: the I-CSCF must pick the S-CSCF from Valkey by capability (the
+        # seeded s_cscf_capabilities row has capability 0). An empty Server-Capabilities
+        # would not do: cdp drops a message with an empty grouped AVP.
+        mandatory_capabilities=[0],
+    )
+    with netns.entered():
+        double.start()
+    yield double
+    double.stop()
+
+
+# --- the CSCFs ----------------------------------------------------------------------------
+
+
+def sip_options(ns: NetNamespace, address: str, port: int = render_kamailio.SIP_PORT, timeout: float = 0.5) -> str | None:
+    """Status line of the answer to an OPTIONS sent from inside the namespace, or None."""
+    branch = uuid.uuid4().hex
+    with ns.entered():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind(("127.0.0.1", 0))
+            local = sock.getsockname()[1]
+            request = (
+                f"OPTIONS sip:{address}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{branch};rport\r\n"
+                f"Max-Forwards: 2\r\nFrom: <sip:probe@localhost>;tag={branch[:8]}\r\nTo: <sip:{address}:{port}>\r\n"
+                f"Call-ID: {branch}@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            )
+            sock.settimeout(timeout)
+            sock.sendto(request.encode(), (address, port))
+            data, _ = sock.recvfrom(65535)
+            return data.decode(errors="replace").split("\r\n", 1)[0]
+        except OSError:
+            return None
+        finally:
+            sock.close()
+
+
+@dataclass
+class Core:
+    settings: Settings
+    ns: NetNamespace
+    hss: CxHssTestDouble
+    valkey: Valkey
+    rtpengine: Daemon
+    kamailio: dict[str, Daemon]
+    workdir: Path
+    users: Users
+
+    def start_cscf(self, role: str) -> Daemon:
+        """(Re)start one role from its rendered config directory and wait until it is ready."""
+        config_dir = self.workdir / role
+        daemon = Daemon(
+            f"kamailio {role}",
+            [shutil.which("kamailio"), "-DD", "-E", "-m", "64", "-M", "8", "-f", str(config_dir / "kamailio.cfg")],
+            self.workdir / f"kamailio-{role}.log",
+        ).start(self.ns)
+        address = self.settings.nf(role).address
+        _wait(lambda: (sip_options(self.ns, address) or "").startswith("SIP/2.0 200"), 15, f"{role} answering OPTIONS", daemon)
+        if role in ("icscf", "scscf"):
+            self.hss.wait_for_peer(self.settings.nf(role).fqdn, timeout=15)
+        self.kamailio[role] = daemon
+        return daemon
+
+    def sipp(self, ue: sipp.Ue, scenario: str, name: str, *, timeout: int = 15, background: bool = False):
+        return SippRun(self, ue, scenario, name, timeout).start(background)
+
+
+@dataclass
+class SippRun:
+    core: Core
+    ue: sipp.Ue
+    scenario: str
+    name: str
+    timeout: int
+    proc: subprocess.Popen | None = None
+    returncode: int | None = None
+    output: str = ""
+
+    @property
+    def messages_file(self) -> Path:
+        return self.core.workdir / f"{self.name}.messages"
+
+    def start(self, background: bool) -> SippRun:
+        scenario = self.core.workdir / f"{self.name}.xml"
+        scenario.write_text(self.scenario, encoding="utf-8")
+        pcscf = self.core.settings.nf("pcscf").address
+        argv = [
+            shutil.which("sipp"), f"{pcscf}:{render_kamailio.SIP_PORT}", "-sf", str(scenario),
+            "-i", self.ue.address, "-p", str(self.ue.port), "-m", "1", "-nostdin",
+            "-trace_msg", "-message_file", str(self.messages_file),
+            "-trace_err", "-error_file", str(self.core.workdir / f"{self.name}.errors"),
+            "-timeout", f"{self.timeout}s", "-timeout_error", "-recv_timeout", f"{self.timeout * 1000}",
+            "-max_retrans", "3", "-nd",
+            # Digest uri = the REGISTER's Request-URI (SIPp's default is remote_ip:remote_port).
+            "-auth_uri", self.core.settings.ims_domain,
+        ]
+        if self.messages_file.exists():
+            self.messages_file.unlink()
+        self.proc = subprocess.Popen(self.core.ns.prefix() + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if not background:
+            self.wait()
+        return self
+
+    def wait(self) -> SippRun:
+        try:
+            out, _ = self.proc.communicate(timeout=self.timeout + 10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        self.returncode = self.proc.returncode
+        self.output = out.decode(errors="replace")[-3000:]
+        return self
+
+    @property
+    def messages(self) -> str:
+        try:
+            return self.messages_file.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def received(self, start_line_prefix: str) -> list[str]:
+        """Messages the UE received whose first line starts with `start_line_prefix`."""
+        found = []
+        for block in re.split(r"(?m)^-{20,} .*$", self.messages):
+            kind, _, message = block.strip("\n").partition("\n")
+            if "message received" in kind and message.lstrip("\n").startswith(start_line_prefix):
+                found.append(message.lstrip("\n"))
+        return found
+
+    def explain(self) -> str:
+        return f"sipp {self.name} exited {self.returncode}\n{self.output}\n--- messages ---\n{self.messages[-6000:]}"
+
+
+@pytest.fixture(scope="session")
+def core(live_settings, netns, workdir, valkey, rtpengine, hss, users) -> Core:
+    for binary in ("kamailio", "sipp"):
+        _require(binary)
+    for command in render_kamailio.icscf_seed_commands(live_settings):
+        valkey.cli("icscf", *command)
+    for role in CSCF_ROLES:
+        config_dir = workdir / role
+        files = render_kamailio.render(live_settings, role, config_dir=str(config_dir), bind_address=True)
+        files.update(render_kamailio.render_secrets(live_settings, role, TEST_VALKEY_PASSWORD))
+        for rel, text in files.items():
+            path = config_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    c = Core(live_settings, netns, hss, valkey, rtpengine, {}, workdir, users)
+    try:
+        for role in ("scscf", "icscf", "pcscf"):
+            c.start_cscf(role)
+        yield c
+    finally:
+        for daemon in c.kamailio.values():
+            daemon.stop()

@@ -1,0 +1,78 @@
+"""Live: IMS-AKA registration UE -> P-CSCF -> I-CSCF -> S-CSCF with the Cx HSS double."""
+
+from __future__ import annotations
+
+import re
+
+from tests.live import sipp
+
+
+def header(message: str, name: str) -> list[str]:
+    return [m.group(1).strip() for m in re.finditer(rf"(?im)^{re.escape(name)}:(.*)$", message)]
+
+
+def test_aka_registration_gets_challenge_then_200_with_service_route(core):
+    alice = core.users.alice
+    domain = core.settings.ims_domain
+    run = core.sipp(alice, sipp.register(alice, domain), "register-alice")
+    assert run.returncode == 0, run.explain()
+
+    (challenge,) = run.received("SIP/2.0 401")
+    (www,) = header(challenge, "WWW-Authenticate")
+    assert "AKAv1-MD5" in www and 'nonce="' in www, www
+    # CK/IK are the P-CSCF's; they must not reach the UE.
+    assert "ck=" not in www.lower() and "ik=" not in www.lower(), www
+
+    (ok,) = run.received("SIP/2.0 200")
+    scscf = core.settings.nf("scscf").fqdn
+    assert any(f"sip:orig@{scscf}" in v for v in header(ok, "Service-Route")), ok
+    assert any(alice.impu in v for v in header(ok, "P-Associated-URI")), ok
+
+    assert core.hss.registration_state(alice.impu).value == "REGISTERED"
+    assert [r.command for r in core.hss.requests if r.user_name == alice.impi][:3] == ["UAR", "MAR", "SAR"]
+
+
+def test_pcscf_keeps_the_contact_in_valkey(core):
+    alice = core.users.alice
+    run = core.sipp(alice, sipp.register(alice, core.settings.ims_domain), "register-alice-valkey")
+    assert run.returncode == 0, run.explain()
+    keys = core.valkey.cli("pcscf", "--scan", "--pattern", "location:entry::*").split()
+    assert any("alice" in key for key in keys), keys
+    key = next(k for k in keys if "alice" in k)
+    row = core.valkey.cli("pcscf", "HGETALL", key)
+    assert "127.0.0.101" in row and "orig@" in row, row
+
+
+def test_wrong_key_never_gets_200(core):
+    carol = core.users.carol
+    run = core.sipp(carol, sipp.register(carol, core.settings.ims_domain, k="not-carols-key!!", expect_final="401|403"), "register-carol-wrong-key")
+    assert run.returncode == 0, run.explain()
+    assert not run.received("SIP/2.0 200"), run.explain()
+    assert core.hss.registration_state(carol.impu).value != "REGISTERED"
+
+
+def test_unknown_impi_gets_403(core):
+    mallory = core.users.mallory
+    run = core.sipp(mallory, sipp.register_refused(mallory, core.settings.ims_domain, "403"), "register-unknown")
+    assert run.returncode == 0, run.explain()
+
+
+def test_reregistration_and_deregistration(core):
+    bob = core.users.bob
+    domain = core.settings.ims_domain
+    for name in ("register-bob", "reregister-bob"):
+        run = core.sipp(bob, sipp.register(bob, domain), name)
+        assert run.returncode == 0, run.explain()
+        assert run.received("SIP/2.0 200")
+    assert core.hss.registration_state(bob.impu).value == "REGISTERED"
+
+    run = core.sipp(bob, sipp.register(bob, domain, expires=0), "deregister-bob")
+    assert run.returncode == 0, run.explain()
+    (ok,) = run.received("SIP/2.0 200")
+    assert "expires=0" in ok.lower() or "Contact:" not in ok, ok
+    assert core.hss.registration_state(bob.impu).value != "REGISTERED"
+    keys = core.valkey.cli("pcscf", "--scan", "--pattern", "location:entry::*").split()
+    assert not any("bob" in key for key in keys), keys
+    # Deregistered: the P-CSCF refuses to route for it.
+    refused = core.sipp(bob, sipp.call_refused(bob, core.users.alice, domain, "403"), "call-after-dereg")
+    assert refused.returncode == 0, refused.explain()
