@@ -263,3 +263,33 @@ def answer(callee: Ue) -> str:
 
 def attr(value: str) -> str:
     return quoteattr(value)
+
+
+def register_wrong_response(ue: Ue, domain: str, expect_final: str = "403") -> str:
+    """Answer the AKA challenge with a response no key produced (what a UE with the wrong K
+    sends). SIPp itself refuses to answer when the AUTN MAC fails, so the answer is forged:
+    the real nonce from the 401, a made-up digest response."""
+    first = _register(
+        ue, domain, 1, 600,
+        f'Authorization: Digest username="{ue.impi}", realm="{domain}", nonce="", uri="sip:{domain}", response=""',
+    )
+    forged = (
+        f'Authorization: Digest username="{ue.impi}", realm="{domain}", nonce="[$nonce]", uri="sip:{domain}", '
+        'response="0123456789abcdef0123456789abcdef", algorithm=AKAv1-MD5, qop=auth, nc=00000001, cnonce="0a4f113b"'
+    )
+    second = _register(ue, domain, 2, 600, forged)
+    return f"""<?xml version="1.0" encoding="ISO-8859-1"?>
+<scenario name="register wrong response {ue.name}">
+{first}
+  <recv response="100" optional="true"/>
+  <recv response="401">
+    <action>
+      <ereg regexp="nonce=&quot;([^&quot;]+)&quot;" search_in="hdr" header="WWW-Authenticate:" assign_to="whole,nonce"/>
+    </action>
+  </recv>
+{second}
+  <recv response="100" optional="true"/>
+  <recv response="{expect_final}"/>
+  <Reference variables="whole"/>
+</scenario>
+"""
