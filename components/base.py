@@ -30,6 +30,10 @@ class DeployContext:
     provider: k8s.Provider
     namespace: pulumi.Output[str]
     images: ImagePipeline
+    # The IMS DNS address: pods that resolve IMS/EPC names at start-up (Kamailio) use it.
+    resolver: pulumi.Output[str] | None = None
+    # Name of the Secret that holds the Valkey password (key "password"), for Valkey's clients.
+    valkey_secret: pulumi.Output[str] | None = None
 
 
 class NetworkFunctionComponent(pulumi.ComponentResource):

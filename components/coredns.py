@@ -25,13 +25,8 @@ class ImsDns(NetworkFunctionComponent):
     nf = "coredns"
     component = "ims-dns"
 
-    def __init__(
-        self,
-        ctx: DeployContext,
-        addresses: Mapping[str, pulumi.Input[str]],
-        opts: pulumi.ResourceOptions | None = None,
-    ):
-        """`addresses`: NF name -> address Output (ClusterIPs) of the NFs the zones name."""
+    def __init__(self, ctx: DeployContext, opts: pulumi.ResourceOptions | None = None):
+        """The Service first: the other NFs' pods name its address as their resolver."""
         super().__init__("ims:dns:ImsDns", ctx, opts)
         settings = ctx.settings
         dns, target = render_coredns.DNS_PORT, render_coredns.CONTAINER_PORT
@@ -44,6 +39,10 @@ class ImsDns(NetworkFunctionComponent):
         )
         self.address = self.svc.spec.cluster_ip
 
+    def publish(self, addresses: Mapping[str, pulumi.Input[str]]) -> None:
+        """Serve the zones. `addresses`: NF name -> address Output (ClusterIPs) of the NFs they name."""
+        settings = self.settings
+        target = render_coredns.CONTAINER_PORT
         known: dict[str, pulumi.Input[str]] = {name: nf.address for name, nf in settings.nfs.items() if nf.address}
         known.update(addresses)
         known["coredns"] = self.address

@@ -16,8 +16,17 @@ from .render import kamailio as render_kamailio
 from .settings import CSCF_ROLES
 
 CONFIG_DIR = "/etc/kamailio"
+SEED_FILE = "seed/icscf-tables.valkey"
+CLUSTER_DOMAIN = "cluster.local"
 # Diameter peers that may open connections to each role (HSS: RTR/PPR; PCRF: ASR/RAR on Rx).
 DIAMETER_PEERS = {"pcscf": ("pcrf",), "icscf": ("hss",), "scscf": ("hss",)}
+
+
+def seed_script(settings) -> str:
+    """The I-CSCF rows as valkey-cli input, one quoted command a line."""
+    return "".join(
+        " ".join(f'"{word}"' for word in command) + "\n" for command in render_kamailio.icscf_seed_commands(settings)
+    )
 
 
 def configmap_key(path: str) -> str:
@@ -39,6 +48,8 @@ class Cscf(NetworkFunctionComponent):
         self.ipsec = role == "pcscf" and settings.pcscf_ipsec
 
         files = render_kamailio.render(settings, role)
+        if role == "icscf":
+            files[SEED_FILE] = seed_script(settings)
         self.config = self.config_map("config", {configmap_key(p): text for p, text in files.items()})
         secret_files = pulumi.Output.from_input(settings.valkey_password).apply(
             lambda password: render_kamailio.render_secrets(settings, role, password)
@@ -85,8 +96,11 @@ class Cscf(NetworkFunctionComponent):
                 ]
 
         if self.ipsec:
-            # ims_ipsec_pcscf installs xfrm states and policies: NET_ADMIN, nothing else.
+            # ims_ipsec_pcscf installs xfrm states and policies: NET_ADMIN, nothing else. A
+            # capability granted to a non-root user is not effective, so this one runs as uid 0.
             security = k8s.core.v1.SecurityContextArgs(
+                run_as_user=0,
+                run_as_non_root=False,
                 allow_privilege_escalation=False,
                 read_only_root_filesystem=True,
                 capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"], add=["NET_ADMIN"]),
@@ -142,11 +156,64 @@ class Cscf(NetworkFunctionComponent):
 
     def deployment_for(self, container: k8s.core.v1.ContainerArgs, config: k8s.core.v1.VolumeArgs):
         pod = k8s.core.v1.PodSpecArgs(
+            init_containers=[self.seed_container()] if self.nf == "icscf" else None,
             containers=[container],
             volumes=[config, k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())],
             enable_service_links=False,
+            **self.dns(),
         )
         return self.deployment(pod)
+
+    def dns(self) -> dict:
+        """Kamailio resolves the IMS/EPC FQDNs (advertise, Path, Diameter peers) when it starts:
+        the IMS DNS answers them and forwards every other name to the cluster DNS."""
+        if self.ctx.resolver is None:
+            return {}
+        return {
+            "dns_policy": "None",
+            "dns_config": k8s.core.v1.PodDNSConfigArgs(
+                nameservers=[self.ctx.resolver],
+                searches=[
+                    self.ctx.namespace.apply(lambda ns: f"{ns}.svc.{CLUSTER_DOMAIN}"),
+                    f"svc.{CLUSTER_DOMAIN}",
+                    CLUSTER_DOMAIN,
+                ],
+                options=[k8s.core.v1.PodDNSConfigOptionArgs(name="ndots", value="2")],
+            ),
+        }
+
+    def seed_container(self) -> k8s.core.v1.ContainerArgs:
+        """Writes the I-CSCF tables into Valkey before Kamailio starts (idempotent HSETs), after
+        waiting for Valkey: no start-order race between the database and its reader."""
+        settings = self.settings
+        valkey = settings.nf("valkey")
+        host = valkey.address or valkey.fqdn
+        db = settings.valkey_databases["icscf"]
+        script = (
+            f'until valkey-cli -h {host} ping | grep -qx PONG; do echo "waiting for Valkey at {host}"; sleep 2; done; '
+            f"valkey-cli -h {host} -n {db} < {CONFIG_DIR}/{SEED_FILE}"
+        )
+        env = []
+        if self.ctx.valkey_secret is not None:
+            env.append(
+                k8s.core.v1.EnvVarArgs(
+                    name="REDISCLI_AUTH",
+                    value_from=k8s.core.v1.EnvVarSourceArgs(
+                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=self.ctx.valkey_secret, key="password")
+                    ),
+                )
+            )
+        return k8s.core.v1.ContainerArgs(
+            name="seed-icscf-tables",
+            image=settings.images.valkey,
+            command=["sh", "-c", script],
+            env=env,
+            security_context=non_root_security_context(),
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
+            ),
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True)],
+        )
 
     def ingress_rules(self, ports: list[k8s.core.v1.ContainerPortArgs]):
         def port_args(names):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -44,12 +44,16 @@ def build(settings: Settings) -> Stack:
     images = ImagePipeline("images", settings, ["kamailio", rtpengine_image(settings)])
     ctx = DeployContext(settings=settings, provider=provider, namespace=namespace.metadata.name, images=images)
 
+    # The IMS DNS Service comes first: the CSCF pods use its address as their resolver, and
+    # its zones then follow the addresses the other Services get.
+    ims_dns = ImsDns(ctx)
     valkey = Valkey(ctx)
     rtpengine = Rtpengine(ctx)
-    cscfs = {role: Cscf(role, ctx) for role in CSCF_ROLES}
+    clients = replace(ctx, resolver=ims_dns.address, valkey_secret=valkey.secrets.metadata.name)
+    cscfs = {role: Cscf(role, clients) for role in CSCF_ROLES}
     addresses = {role: c.address for role, c in cscfs.items()}
     addresses.update(valkey=valkey.address, rtpengine=rtpengine.address)
-    ims_dns = ImsDns(ctx, addresses)
+    ims_dns.publish(addresses)
     return Stack(
         namespace=namespace.metadata.name,
         cscfs=cscfs,
