@@ -175,3 +175,38 @@ def test_gm_is_open_only_into_the_pcscf(dev_run):
 def test_rtpengine_uses_recreate(dev_run):
     assert dev_run.mocks.named("rtpengine-deployment").inputs["spec"]["strategy"] == {"type": "Recreate"}
 
+
+
+def test_cscf_pods_resolve_through_the_ims_dns(dev_run):
+    dns_ip = resolve(dev_run.outputs["imsDnsAddress"])
+    for role in CSCF_ROLES:
+        spec = pod_spec(dev_run.mocks.named(f"{role}-deployment"))
+        assert spec["dnsPolicy"] == "None"
+        assert spec["dnsConfig"]["nameservers"] == [dns_ip], role
+        assert spec["dnsConfig"]["searches"][0] == "ims.svc.cluster.local"
+
+
+def test_icscf_seeds_its_tables_into_its_valkey_database_before_starting(dev_run):
+    spec = pod_spec(dev_run.mocks.named("icscf-deployment"))
+    (seed,) = spec["initContainers"]
+    script = seed["command"][-1]
+    assert "until valkey-cli -h valkey.ims.mnc001.mcc001.3gppnetwork.org ping" in script
+    assert "-n 1 < /etc/kamailio/seed/icscf-tables.valkey" in script
+    (auth,) = seed["env"]
+    valkey_secret = dev_run.mocks.named("valkey-auth").inputs["metadata"]
+    assert auth["valueFrom"]["secretKeyRef"]["name"].startswith("valkey-auth-")
+    assert "name" not in valkey_secret  # autonamed: a new password rolls the seeding pod too
+    config = dev_run.mocks.named("icscf-config").inputs["data"]
+    rows = config["seed__icscf-tables.valkey"].splitlines()
+    assert rows[0].startswith('"HSET" "s_cscf:entry::1"') and '"sip:scscf.ims.mnc001.mcc001.3gppnetwork.org:5060"' in rows[0]
+    for role in ("pcscf", "scscf"):
+        assert "initContainers" not in pod_spec(dev_run.mocks.named(f"{role}-deployment"))
+
+
+def test_ipsec_pcscf_runs_as_root_with_only_net_admin():
+    security = container(run_program({"pcscfIpsec": "true"}).mocks.named("pcscf-deployment"))["securityContext"]
+    assert security["runAsUser"] == 0 and security["runAsNonRoot"] is False
+    assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
+    assert security["allowPrivilegeEscalation"] is False
+    plain = container(run_program({"pcscfIpsec": "false"}).mocks.named("pcscf-deployment"))["securityContext"]
+    assert plain["runAsNonRoot"] is True and "add" not in plain["capabilities"]
