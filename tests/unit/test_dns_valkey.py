@@ -11,7 +11,7 @@ from pulumi.runtime import rpc
 
 from components.render import coredns as render_coredns
 from components.render import valkey as render_valkey
-from components.settings import CSCF_ROLES, VALKEY_DATABASES, from_mapping
+from components.settings import CSCF_ROLES, VALKEY_DATABASES, from_mapping, load_schema
 from tests.unit.conftest import BASE_CONFIG, container, pod_spec, resolve, run_program
 
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
@@ -101,7 +101,7 @@ def test_dns_service_maps_53_to_the_unprivileged_container_port_and_pods_run_as_
     ports = dev_run.mocks.named("coredns-service").inputs["spec"]["ports"]
     assert {(p["port"], p["targetPort"], p["protocol"]) for p in ports} == {(53, 1053, "UDP"), (53, 1053, "TCP")}
     c = container(dev_run.mocks.named("coredns-deployment"))
-    assert c["image"] == "docker.io/coredns/coredns:1.14.1"
+    assert c["image"] == load_schema()["corednsImage"]["default"]
     assert c["securityContext"]["runAsNonRoot"] is True
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 8181}
 
