@@ -30,9 +30,10 @@ import pytest
 
 from components.render import kamailio as render_kamailio
 from components.settings import CSCF_ROLES, Settings
+from tests import coredns_daemon
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
 from tests.live import sipp
-from tests.netns import NetNamespace, can_create_namespaces, hosts_for
+from tests.netns import NetNamespace, can_create_namespaces
 from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
 from tests.tooling import missing
 
@@ -116,17 +117,24 @@ def live_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def netns(live_settings) -> NetNamespace:
-    """Name resolution for every daemon: a namespace whose hosts file holds our FQDNs.
+def netns(live_settings, tmp_path_factory) -> NetNamespace:
+    """Name resolution for every daemon: the IMS DNS, serving the zones the product renders.
 
-    The one place that decides how names resolve (to become a CoreDNS serving the zone).
+    The one place that decides how names resolve. The namespace's resolv.conf names CoreDNS
+    (tests/coredns_daemon.py: the rendered Corefile and zones, on the loopback profile's
+    CoreDNS address) and its hosts file holds only localhost, so every FQDN Kamailio and cdp
+    look up is answered from the zone.
     """
     reason = can_create_namespaces()
     if reason:
         missing(reason, "run the live tier as root (CI does)")
-    ns = NetNamespace(f"imslive{os.getpid() % 100000}", hosts_for(live_settings)).create()
-    yield ns
-    ns.destroy()
+    resolver = live_settings.nf("coredns").address
+    ns = NetNamespace(f"imslive{os.getpid() % 100000}", hosts={}, nameserver=resolver).create()
+    try:
+        with coredns_daemon.serving(live_settings, tmp_path_factory.mktemp("ims-dns"), netns=ns):
+            yield ns
+    finally:
+        ns.destroy()
 
 
 @pytest.fixture(scope="session")
