@@ -36,6 +36,7 @@ from tests.live import sipp
 from tests.netns import NetNamespace, can_create_namespaces
 from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
 from tests.tooling import missing
+from tests.valkey_daemon import Valkey as ValkeyServer
 
 LOG_TAIL_LINES = 150
 DAEMONS: list[Daemon] = []
@@ -167,36 +168,32 @@ def _tcp_open(ns: NetNamespace, address: str, port: int) -> bool:
 
 @dataclass
 class Valkey:
+    """redis-server on the rendered valkey.conf and password file (tests/valkey_daemon.py)."""
+
     settings: Settings
     ns: NetNamespace
-    daemon: Daemon
+    server: ValkeyServer
 
     def cli(self, role: str, *args: str) -> str:
-        address = self.settings.nf("valkey").address
-        db = str(self.settings.valkey_databases[role])
-        result = self.ns.run(
-            ["redis-cli", "--no-auth-warning", "-h", address, "-a", TEST_VALKEY_PASSWORD, "-n", db, *args],
-            capture_output=True, text=True, timeout=10,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(result.stderr)
-        return result.stdout
+        return self.server.cli(*args, db=self.settings.valkey_databases[role]).stdout
+
+    def restart(self, sig: int = signal.SIGKILL) -> None:
+        """SIGKILL is a crash (only the append-only file brings the state back)."""
+        self.server.stop(sig)
+        self.server.start()
 
 
 @pytest.fixture(scope="session")
 def valkey(live_settings, netns, workdir) -> Valkey:
-    server = _require("redis-server")
+    _require("redis-server")
     _require("redis-cli")
-    address = live_settings.nf("valkey").address
-    daemon = Daemon(
-        "valkey (redis-server)",
-        [server, "--bind", address, "--port", str(render_kamailio.VALKEY_PORT), "--requirepass", TEST_VALKEY_PASSWORD,
-         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        workdir / "redis.log",
-    ).start(netns)
-    _wait(lambda: _tcp_open(netns, address, render_kamailio.VALKEY_PORT), 10, "redis-server listening", daemon)
-    yield Valkey(live_settings, netns, daemon)
-    daemon.stop()
+    server = ValkeyServer(live_settings, TEST_VALKEY_PASSWORD, workdir / "valkey", netns=netns)
+    server.render()
+    server.start()
+    try:
+        yield Valkey(live_settings, netns, server)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
