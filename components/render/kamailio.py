@@ -19,6 +19,10 @@ from xml.sax.saxutils import quoteattr
 from ..settings import CSCF_ROLES, ROOT, Settings
 
 SIP_PORT = 5060
+# P-CSCF Mw socket: the only port the core (I-/S-CSCF) reaches the P-CSCF on. The Path the
+# P-CSCF inserts points here, so mobile-terminating requests arrive on it; on Kubernetes a
+# NetworkPolicy admits it only from the CSCF pods, while SIP_PORT (Gm) is open to UEs.
+MW_PORT = 6060
 DIAMETER_PORT = 3868
 # ims_ipsec_pcscf: protected client and server ports towards the UE.
 IPSEC_CLIENT_PORT = 5100
@@ -96,6 +100,7 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
     if role in ("pcscf", "scscf"):
         lines.append(f"#!substdef \"!ICSCF_FQDN!{settings.nf('icscf').fqdn}!g\"")
     if role == "pcscf":
+        lines.append(f"#!substdef \"!MW_PORT!{MW_PORT}!g\"")
         lines.append(f'#!define RTPENGINE_SOCK "udp:{_host(settings, "rtpengine")}:{RTPENGINE_NG_PORT}"')
         if settings.pcscf_ipsec:
             lines += [

@@ -337,8 +337,12 @@ class Core:
         self.kamailio[role] = daemon
         return daemon
 
-    def sipp(self, ue: sipp.Ue, scenario: str, name: str, *, timeout: int = 15, background: bool = False):
-        return SippRun(self, ue, scenario, name, timeout).start(background)
+    def sipp(
+        self, ue: sipp.Ue, scenario: str, name: str, *, timeout: int = 15, background: bool = False,
+        extra_args: tuple[str, ...] = (),
+    ):
+        """Run SIPp as `ue` against the P-CSCF's Gm port; `extra_args` e.g. ("-t", "t1") or RTP options."""
+        return SippRun(self, ue, scenario, name, timeout, extra_args).start(background)
 
 
 @dataclass
@@ -348,6 +352,7 @@ class SippRun:
     scenario: str
     name: str
     timeout: int
+    extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen | None = None
     returncode: int | None = None
     output: str = ""
@@ -369,6 +374,7 @@ class SippRun:
             "-max_retrans", "3", "-nd",
             # Digest uri = the REGISTER's Request-URI (SIPp's default is remote_ip:remote_port).
             "-auth_uri", self.core.settings.ims_domain,
+            *self.extra_args,
         ]
         if self.messages_file.exists():
             self.messages_file.unlink()

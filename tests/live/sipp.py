@@ -169,13 +169,22 @@ def call(caller: Ue, callee: Ue, domain: str, *, extra_headers: str = "", hold_m
 """
 
 
-def call_refused(caller: Ue, callee: Ue, domain: str, code: str = "403") -> str:
-    """UAC: an INVITE that must be refused with `code` (then the ACK for it)."""
+def call_refused(
+    caller: Ue, callee: Ue, domain: str, code: str = "403", *, request_uri: str | None = None, extra_headers: str = ""
+) -> str:
+    """UAC: an INVITE that must be refused with `code` (then the ACK for it).
+
+    `request_uri` replaces the callee's IMPU (e.g. its registered contact); `extra_headers`
+    are added as they are (e.g. a forged Route).
+    """
+    ruri = request_uri or f"sip:{callee.impi}"
+    # No empty line when there are none: SIPp would end the headers there.
+    headers = "".join(f"{h}\n      " for h in extra_headers.splitlines() if h)
     return f"""<?xml version="1.0" encoding="ISO-8859-1"?>
 <scenario name="call refused {caller.name}">
   <send retrans="500">
     <![CDATA[
-      INVITE sip:{callee.impi} SIP/2.0
+      INVITE {ruri} SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
       Max-Forwards: 70
       From: <{caller.impu}>;tag=[pid]inv[call_number]
@@ -183,7 +192,7 @@ def call_refused(caller: Ue, callee: Ue, domain: str, code: str = "403") -> str:
       Call-ID: [call_id]
       CSeq: 1 INVITE
       Contact: <sip:{caller.name}@[local_ip]:[local_port]>
-      Content-Type: application/sdp
+      {headers}Content-Type: application/sdp
       Content-Length: [len]
 
       {SDP}
@@ -193,7 +202,7 @@ def call_refused(caller: Ue, callee: Ue, domain: str, code: str = "403") -> str:
   <recv response="{code}"/>
   <send>
     <![CDATA[
-      ACK sip:{callee.impi} SIP/2.0
+      ACK {ruri} SIP/2.0
       [last_Via:]
       Max-Forwards: 70
       [last_From:]
