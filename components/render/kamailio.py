@@ -17,6 +17,7 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from ..settings import CSCF_ROLES, ROOT, Settings
+from . import rtpengine as render_rtpengine
 
 SIP_PORT = 5060
 # P-CSCF Mw socket: the only port the core (I-/S-CSCF) reaches the P-CSCF on. The Path the
@@ -27,8 +28,6 @@ DIAMETER_PORT = 3868
 # ims_ipsec_pcscf: protected client and server ports towards the UE.
 IPSEC_CLIENT_PORT = 5100
 IPSEC_SERVER_PORT = 6100
-# rtpengine's NG control port (UDP).
-RTPENGINE_NG_PORT = 2223
 VALKEY_PORT = 6379
 
 CONFIG_DIR = "/etc/kamailio"
@@ -101,7 +100,9 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
         lines.append(f"#!substdef \"!ICSCF_FQDN!{settings.nf('icscf').fqdn}!g\"")
     if role == "pcscf":
         lines.append(f"#!substdef \"!MW_PORT!{MW_PORT}!g\"")
-        lines.append(f'#!define RTPENGINE_SOCK "udp:{_host(settings, "rtpengine")}:{RTPENGINE_NG_PORT}"')
+        lines.append(f'#!define RTPENGINE_SOCK "udp:{_host(settings, "rtpengine")}:{render_rtpengine.NG_PORT}"')
+        # The rtpengine module's flags for offer/answer (media anchoring, transcoding).
+        lines.append(f'#!define RTPENGINE_FLAGS "{" ".join(render_rtpengine.offer_flags(settings))}"')
         if settings.pcscf_ipsec:
             lines += [
                 "#!define WITH_IPSEC",

@@ -34,6 +34,7 @@ from components.settings import CSCF_ROLES, Settings
 from tests import coredns_daemon
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
 from tests.live import sipp
+from tests.live.rtpengine_daemon import RtpengineDaemon, running_rtpengine
 from tests.netns import NetNamespace, can_create_namespaces
 from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
 from tests.tooling import missing
@@ -198,21 +199,11 @@ def valkey(live_settings, netns, workdir) -> Valkey:
 
 
 @pytest.fixture(scope="session")
-def rtpengine(live_settings, netns, workdir) -> Daemon:
-    binary = _require("rtpengine")
-    address = live_settings.nf("rtpengine").address
-    daemon = Daemon(
-        "rtpengine",
-        [binary, "--foreground", "--log-stderr", "--table=-1", f"--interface={address}",
-         f"--listen-ng={address}:{render_kamailio.RTPENGINE_NG_PORT}", "--port-min=30000", "--port-max=30999",
-         "--log-level=6", f"--pidfile={workdir}/rtpengine.pid"],
-        workdir / "rtpengine.log",
-    ).start(netns)
-    time.sleep(0.5)
-    if not daemon.alive():
-        raise RuntimeError(f"rtpengine did not start:\n{daemon.tail()}")
-    yield daemon
-    daemon.stop()
+def rtpengine(live_settings, netns) -> RtpengineDaemon:
+    """rtpengine on the product's rendered rtpengine.conf (the one start-up of the live tier)."""
+    with running_rtpengine(live_settings, netns=netns) as daemon:
+        DAEMONS.append(Daemon("rtpengine", daemon.process.args, daemon.log_path, daemon.process))
+        yield daemon
 
 
 # --- subscribers and the HSS --------------------------------------------------------------
@@ -317,7 +308,7 @@ class Core:
     ns: NetNamespace
     hss: CxHssTestDouble
     valkey: Valkey
-    rtpengine: Daemon
+    rtpengine: RtpengineDaemon
     kamailio: dict[str, Daemon]
     workdir: Path
     users: Users

@@ -3,7 +3,8 @@
 The daemon gets the product's rendered rtpengine.conf and the same `daemon_args` the Deployment
 uses, with the loopback profile's rtpengine address in place of $(POD_IP). As root it runs as
 the image's unprivileged user (65532), so the test also shows a userspace relay needs no
-privilege. It is stopped by its PID.
+privilege. It is stopped by its PID. Given a network namespace (the CSCF live tier's), the
+daemon runs in it and `ng` talks to it there.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from components.base import NON_ROOT_UID
 from components.render import rtpengine as render_rtpengine
 from components.settings import Settings
 from tests.live.ng_client import NgClient
+from tests.netns import NetNamespace
 from tests.tooling import require_binary
 
 START_TIMEOUT = 10.0
@@ -40,8 +42,22 @@ class RtpengineDaemon:
         return self.log_path.read_text(errors="replace")
 
 
+class NamespacedNgClient(NgClient):
+    """An NG client whose sockets live in a network namespace."""
+
+    def __init__(self, host: str, port: int, netns: NetNamespace, timeout: float = 3.0):
+        super().__init__(host, port, timeout)
+        self.netns = netns
+
+    def command(self, command: str, **arguments):
+        with self.netns.entered():
+            return super().command(command, **arguments)
+
+
 @contextmanager
-def running_rtpengine(settings: Settings, *extra_args: str) -> Iterator[RtpengineDaemon]:
+def running_rtpengine(
+    settings: Settings, *extra_args: str, netns: NetNamespace | None = None
+) -> Iterator[RtpengineDaemon]:
     """rtpengine on settings.nf("rtpengine").address with the rendered config; stopped on exit."""
     binary = require_binary("rtpengine", "debian")
     address = settings.nf("rtpengine").address
@@ -58,11 +74,15 @@ def running_rtpengine(settings: Settings, *extra_args: str) -> Iterator[Rtpengin
         *extra_args,
     ]
     as_user = {"user": NON_ROOT_UID, "group": NON_ROOT_UID, "extra_groups": []} if os.geteuid() == 0 else {}
-    with open(log_path, "wb") as log:
+    # The child inherits this thread's namespace, then drops to the unprivileged user.
+    with open(log_path, "wb") as log, netns.entered() if netns else nullcontext():
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **as_user)
-    daemon = RtpengineDaemon(
-        process, NgClient(address, render_rtpengine.NG_PORT, timeout=1.0), address, config_dir, log_path
+    ng = (
+        NamespacedNgClient(address, render_rtpengine.NG_PORT, netns, timeout=1.0)
+        if netns
+        else NgClient(address, render_rtpengine.NG_PORT, timeout=1.0)
     )
+    daemon = RtpengineDaemon(process, ng, address, config_dir, log_path)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:

@@ -107,9 +107,19 @@ SDP = """v=0
 """
 
 
-def call(caller: Ue, callee: Ue, domain: str, *, extra_headers: str = "", hold_ms: int = 500) -> str:
-    """UAC: INVITE with SDP, 180/200, ACK, BYE."""
+def call(
+    caller: Ue, callee: Ue, domain: str, *, extra_headers: str = "", hold_ms: int = 500, rtp_stream: str | None = None
+) -> str:
+    """UAC: INVITE with SDP, 180/200, ACK, BYE.
+
+    `rtp_stream`: a raw 8-bit PCMU file SIPp sends as RTP (20 ms packets, looped) from the ACK
+    until the BYE, to the address of the 200's SDP; the offer then names SIPp's rtpstream port.
+    """
     headers = "\n      ".join(h for h in extra_headers.splitlines() if h)
+    sdp = SDP.replace("[media_port]", "[rtpstream_audio_port]") if rtp_stream else SDP
+    stream = (
+        f'  <nop><action><exec rtp_stream="{rtp_stream},-1,0"/></action></nop>\n' if rtp_stream else ""
+    )
     return f"""<?xml version="1.0" encoding="ISO-8859-1"?>
 <scenario name="call {caller.name} to {callee.name}">
   <send retrans="500">
@@ -126,7 +136,7 @@ def call(caller: Ue, callee: Ue, domain: str, *, extra_headers: str = "", hold_m
       Content-Type: application/sdp
       Content-Length: [len]
 
-      {SDP}
+      {sdp}
     ]]>
   </send>
   <recv response="100" optional="true"/>
@@ -148,7 +158,7 @@ def call(caller: Ue, callee: Ue, domain: str, *, extra_headers: str = "", hold_m
 
     ]]>
   </send>
-  <pause milliseconds="{hold_ms}"/>
+{stream}  <pause milliseconds="{hold_ms}"/>
   <send retrans="500">
     <![CDATA[
       BYE [next_url] SIP/2.0

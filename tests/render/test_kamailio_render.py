@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from components.render import kamailio as render_kamailio
+from components.render import rtpengine as render_rtpengine
 from components.settings import CSCF_ROLES
 from tests.netns import NetNamespace, can_create_namespaces, hosts_for
 from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings, stack_settings
@@ -97,3 +98,13 @@ def test_icscf_seed_is_idempotent_rows():
     assert seed["nds_trusted_domains:entry::1"]["trusted_domain"] == "ims.example.net"
     assert seed == render_kamailio.icscf_seed(settings)
     assert all(cmd[0] == "HSET" for cmd in render_kamailio.icscf_seed_commands(settings))
+
+
+def test_pcscf_media_flags_and_ng_port_come_from_the_rtpengine_renderer():
+    ubuntu = stack_settings("transcode", rtpengineVariant="ubuntu", rtpengineTranscodingCodecs=["PCMA"])
+    defines = render_kamailio.defines(ubuntu, "pcscf")
+    flags = " ".join(render_rtpengine.offer_flags(ubuntu))
+    assert f'#!define RTPENGINE_FLAGS "{flags}"' in defines and "codec-transcode-PCMA" in flags
+    assert f':{render_rtpengine.NG_PORT}"' in defines
+    rtp = render_kamailio.render(ubuntu, "pcscf")["route/rtp.cfg"]
+    assert "RTPENGINE_FLAGS" in rtp and "replace-origin" not in rtp  # one source for the flags
