@@ -2,8 +2,10 @@
 
 Each role gets its rendered config (ConfigMap) and the file holding the Valkey password
 (Secret) projected together at /etc/kamailio, a Deployment of the shared Kamailio image, a
-Service (SIP UDP+TCP, Diameter TCP, and the P-CSCF's IPsec ports), and a NetworkPolicy: SIP
-Gm is open only into the P-CSCF; I-/S-CSCF take SIP only from the CSCFs.
+Service (SIP UDP+TCP, Diameter TCP, and the P-CSCF's Mw and IPsec ports), and a NetworkPolicy:
+SIP Gm is open only into the P-CSCF; the P-CSCF's Mw port (where the core sends mobile-
+terminating requests, trusted as the core) takes only the I-/S-CSCF; I-/S-CSCF take SIP only
+from the CSCFs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from .settings import CSCF_ROLES
 CONFIG_DIR = "/etc/kamailio"
 SEED_FILE = "seed/icscf-tables.valkey"
 CLUSTER_DOMAIN = "cluster.local"
+# Who reaches the P-CSCF's Mw socket: the core, never a UE.
+MW_PEERS = ("icscf", "scscf")
 # Diameter peers that may open connections to each role (HSS: RTR/PPR; PCRF: ASR/RAR on Rx).
 DIAMETER_PEERS = {"pcscf": ("pcrf",), "icscf": ("hss",), "scscf": ("hss",)}
 
@@ -85,6 +89,15 @@ class Cscf(NetworkFunctionComponent):
                 name="diameter", container_port=render_kamailio.DIAMETER_PORT, protocol="TCP"
             ),
         ]
+        if role == "pcscf":
+            container_ports += [
+                k8s.core.v1.ContainerPortArgs(
+                    name="sip-mw-udp", container_port=render_kamailio.MW_PORT, protocol="UDP"
+                ),
+                k8s.core.v1.ContainerPortArgs(
+                    name="sip-mw-tcp", container_port=render_kamailio.MW_PORT, protocol="TCP"
+                ),
+            ]
         if self.ipsec:
             for name, port in (
                 ("ipsec-c", render_kamailio.IPSEC_CLIENT_PORT),
@@ -135,12 +148,11 @@ class Cscf(NetworkFunctionComponent):
             k8s.core.v1.ServicePortArgs(name="sip-tcp", port=render_kamailio.SIP_PORT, protocol="TCP"),
             k8s.core.v1.ServicePortArgs(name="diameter", port=render_kamailio.DIAMETER_PORT, protocol="TCP"),
         ]
-        if self.ipsec:
-            service_ports += [
-                k8s.core.v1.ServicePortArgs(name=p.name, port=p.container_port, protocol=p.protocol)
-                for p in container_ports
-                if p.name.startswith("ipsec")
-            ]
+        service_ports += [
+            k8s.core.v1.ServicePortArgs(name=p.name, port=p.container_port, protocol=p.protocol)
+            for p in container_ports
+            if p.name.startswith(("sip-mw", "ipsec"))
+        ]
         self.svc = self.service(service_ports, cluster_ip=nf.address)
         self.network_policy(self.ingress_rules(container_ports))
 
@@ -226,7 +238,15 @@ class Cscf(NetworkFunctionComponent):
         rules = []
         if self.nf == "pcscf":
             # Gm: UEs reach the P-CSCF from anywhere (through the PGW/UPF).
-            rules.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=port_args(("sip", "ipsec"))))
+            rules.append(
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=port_args(("sip-udp", "sip-tcp", "ipsec")))
+            )
+            # Mw: the P-CSCF trusts what arrives here as the core (mobile-terminating requests).
+            rules.append(
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    ports=port_args(("sip-mw",)), from_=self.from_nfs(*MW_PEERS)
+                )
+            )
         else:
             rules.append(
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(
