@@ -78,7 +78,14 @@ class Daemon:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as out:
             # `ip netns exec` execs the program: the PID we hold is the daemon's.
-            self.proc = subprocess.Popen(ns.prefix() + self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            # Its own process group: Kamailio forks workers, and stop() must end them with it.
+            self.proc = subprocess.Popen(
+                ns.prefix() + self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         DAEMONS.append(self)
         return self
 
@@ -86,14 +93,19 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 5.0) -> None:
-        if not self.alive():
+        """SIGTERM to the daemon's process group (the daemon and the workers it forked), then
+        SIGKILL to whatever of that group is left: no orphaned worker outlives the test."""
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout)
+        group = self.proc.pid  # start_new_session: the group id is the daemon's PID
+        if self.alive():
+            _signal_group(group, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        _signal_group(group, signal.SIGKILL)
 
     def tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
@@ -101,6 +113,13 @@ class Daemon:
         except FileNotFoundError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def _signal_group(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _require(binary: str) -> str:
