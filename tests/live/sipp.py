@@ -115,7 +115,9 @@ def call(
     `rtp_stream`: a raw 8-bit PCMU file SIPp sends as RTP (20 ms packets, looped) from the ACK
     until the BYE, to the address of the 200's SDP; the offer then names SIPp's rtpstream port.
     """
-    headers = "\n      ".join(h for h in extra_headers.splitlines() if h)
+    # No empty line when there are none: SIPp would end the headers there, and the SDP would
+    # become an untyped body the P-CSCF cannot see as an offer.
+    headers = "".join(f"{h}\n      " for h in extra_headers.splitlines() if h)
     sdp = SDP.replace("[media_port]", "[rtpstream_audio_port]") if rtp_stream else SDP
     stream = (
         f'  <nop><action><exec rtp_stream="{rtp_stream},-1,0"/></action></nop>\n' if rtp_stream else ""
@@ -132,8 +134,7 @@ def call(
       Call-ID: [call_id]
       CSeq: 1 INVITE
       Contact: <sip:{caller.name}@[local_ip]:[local_port]>
-      {headers}
-      Content-Type: application/sdp
+      {headers}Content-Type: application/sdp
       Content-Length: [len]
 
       {sdp}

@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 import signal
 
-import pytest
-
 from tests.live import sipp
 
 
@@ -46,12 +44,11 @@ def test_call_succeeds_without_reregistration_after_valkey_and_pcscf_restart(cor
     assert not caller.received("SIP/2.0 401"), "the call was challenged: the P-CSCF lost the registration"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after the P-CSCF reloads its contacts from Valkey, the call's SDP is not anchored in rtpengine "
-    "(no offer; the answer logs 'Unknown call-id'): config/kamailio/pcscf, owner of the Kamailio configs",
-)
 def test_the_call_after_the_restart_is_anchored_in_rtpengine(core):
     messages = (core.workdir / "answer-bob-after-restart.messages").read_text(encoding="utf-8")
     connections = re.findall(r"(?m)^c=IN IP4 (\S+)", messages.split("INVITE sip:", 1)[1].split("\n\n\n", 1)[0])
     assert connections == [core.settings.nf("rtpengine").address], connections
+    # The answer too: bob's 200 reaches alice with rtpengine's address, not bob's.
+    messages = (core.workdir / "call-alice-bob-after-restart.messages").read_text(encoding="utf-8")
+    answer = messages.split("SIP/2.0 200 OK", 1)[1].split("\n\n\n", 1)[0]
+    assert re.findall(r"(?m)^c=IN IP4 (\S+)", answer) == [core.settings.nf("rtpengine").address], answer
