@@ -6,7 +6,8 @@
 # is skipped. Pins live in scripts/tool-versions.env.
 #
 # usage: scripts/bootstrap-tools.sh [TOOL...]   (default: all, slowest first)
-# env:   IMS_CORE_TOOLS  cache dir (default ~/.cache/ims-core-tools); binaries in $IMS_CORE_TOOLS/bin
+# env:   IMS_CORE_TOOLS  cache dir (default ~/.cache/ims-core-tools); binaries in $IMS_CORE_TOOLS/bin,
+#        kwok's stage definitions in $IMS_CORE_TOOLS/share/kwok/stages-fast.yaml
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,12 +43,13 @@ module_dir() {
   go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])'
 }
 
-# run_build TOOL PIN FUNC BIN...: runs FUNC unless every BIN exists and the stamp says PIN.
+# run_build TOOL PIN FUNC OUTPUT...: runs FUNC unless every OUTPUT (relative to bin/)
+# exists and the stamp says PIN.
 run_build() {
   local tool=$1 pin=$2 fn=$3; shift 3
   local stamp=$STAMPS/$tool b lock
   up_to_date() {
-    for b in "$@"; do [ -x "$BIN/$b" ] || return 1; done
+    for b in "$@"; do [ -e "$BIN/$b" ] || return 1; done
     [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$pin" ]
   }
   if up_to_date "$@"; then
@@ -183,7 +185,16 @@ build_kwok() {
     go get "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
     local ld="$LDFLAGS_BASE -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
     "${GO_BUILD[@]}" -o "$BIN/kwok" -ldflags "$ld" sigs.k8s.io/kwok/cmd/kwok
-    "${GO_BUILD[@]}" -o "$BIN/kwokctl" -ldflags "$ld" sigs.k8s.io/kwok/cmd/kwokctl )
+    "${GO_BUILD[@]}" -o "$BIN/kwokctl" -ldflags "$ld" sigs.k8s.io/kwok/cmd/kwokctl
+    # kwok without stages refuses to start ("no stages found"). Ship the "fast" set
+    # kwokctl uses by default: nodes Ready at once, lease heartbeats, pods Ready at once.
+    local stages; stages=$(module_dir "sigs.k8s.io/kwok@$KWOK_VERSION")/kustomize/stage
+    mkdir -p "$CACHE/share/kwok"
+    local f
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+             pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+      echo '---'; cat "$stages/$f"
+    done >"$CACHE/share/kwok/stages-fast.yaml" )
 }
 
 build_coredns() {
@@ -218,7 +229,7 @@ for t in "${tools[@]}"; do
       run_build kube-control-plane "$KUBERNETES_VERSION" build_kube_control_plane \
         kube-apiserver kube-controller-manager kube-scheduler ;;
     etcd) run_build etcd "$ETCD_VERSION" build_etcd etcd ;;
-    kwok) run_build kwok "$KWOK_VERSION" build_kwok kwok kwokctl ;;
+    kwok) run_build kwok "$KWOK_VERSION" build_kwok kwok kwokctl ../share/kwok/stages-fast.yaml ;;
     coredns) run_build coredns "$COREDNS_VERSION" build_coredns coredns ;;
     actionlint) run_build actionlint "$ACTIONLINT_VERSION" build_actionlint actionlint ;;
     *) echo "unknown tool: $t (known: ${all_tools[*]})" >&2; exit 2 ;;
