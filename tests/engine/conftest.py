@@ -132,6 +132,9 @@ def workspace(engine_cluster, tmp_path_factory) -> Workspace:
         **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBECONFIG"))},
         "PATH": f"{TOOLS_DIR / 'bin'}:{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
         "PULUMI_HOME": str(base / "home"),
+        # The language host built from Go modules is older than Pulumi.yaml's runtime options
+        # and ignores `virtualenv`: name the project's interpreter explicitly.
+        "PULUMI_PYTHON_CMD": str(ROOT / ".venv" / "bin" / "python"),
         "PULUMI_BACKEND_URL": f"file://{state}",
         "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
         "PULUMI_SKIP_UPDATE_CHECK": "true",
