@@ -25,7 +25,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def __init__(self):
         self.resources: list[pulumi.runtime.MockResourceArgs] = []
-        self._next_ip = 10
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append(args)
@@ -39,8 +38,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ == "kubernetes:core/v1:Service":
             spec = dict(outputs.get("spec") or {})
             if not spec.get("clusterIP"):
-                self._next_ip += 1
-                spec["clusterIP"] = f"10.96.0.{self._next_ip}"
+                # Derived from the name, not from registration order (which varies between
+                # runs), so the same stack gets the same addresses every time.
+                digest = int(_stable_hash(args.name), 16)
+                spec["clusterIP"] = f"10.96.{digest % 200}.{digest // 200 % 250 + 1}"
             outputs["spec"] = spec
         if args.typ == "docker:index/image:Image":
             outputs["repoDigest"] = f"{args.inputs['imageName'].rsplit(':', 1)[0]}@sha256:{'ab' * 32}"
