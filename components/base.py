@@ -157,11 +157,12 @@ class NetworkFunctionComponent(pulumi.ComponentResource):
         )
 
 
-def non_root_security_context() -> k8s.core.v1.SecurityContextArgs:
+def non_root_security_context(uid: int = NON_ROOT_UID) -> k8s.core.v1.SecurityContextArgs:
+    """Non-root, no privilege escalation, read-only root filesystem, every capability dropped."""
     return k8s.core.v1.SecurityContextArgs(
         run_as_non_root=True,
-        run_as_user=NON_ROOT_UID,
-        run_as_group=NON_ROOT_UID,
+        run_as_user=uid,
+        run_as_group=uid,
         allow_privilege_escalation=False,
         read_only_root_filesystem=True,
         capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .base import NON_ROOT_UID, DeployContext, NetworkFunctionComponent, config_volume
+from .base import NON_ROOT_UID, DeployContext, NetworkFunctionComponent, config_volume, non_root_security_context
 from .images import rtpengine_image
 from .render import rtpengine as render_rtpengine
 
@@ -65,14 +65,7 @@ class Rtpengine(NetworkFunctionComponent):
             ports=ports,
             resources=self.resources(),
             # Userspace relay on unprivileged ports: nothing to add, everything dropped.
-            security_context=k8s.core.v1.SecurityContextArgs(
-                run_as_non_root=True,
-                run_as_user=NON_ROOT_UID,
-                run_as_group=NON_ROOT_UID,
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            ),
+            security_context=non_root_security_context(NON_ROOT_UID),
             volume_mounts=[
                 k8s.core.v1.VolumeMountArgs(name="config", mount_path=render_rtpengine.CONFIG_DIR, read_only=True)
             ],

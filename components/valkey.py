@@ -11,7 +11,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .base import DeployContext, NetworkFunctionComponent, config_volume, secret_volume
+from .base import DeployContext, NetworkFunctionComponent, config_volume, non_root_security_context, secret_volume
 from .render import valkey as render_valkey
 from .settings import DEPLOYED_NFS
 
@@ -49,14 +49,7 @@ class Valkey(NetworkFunctionComponent):
                 )
                 for variable in ("VALKEYCLI_AUTH", "REDISCLI_AUTH")
             ],
-            security_context=k8s.core.v1.SecurityContextArgs(
-                run_as_non_root=True,
-                run_as_user=VALKEY_UID,
-                run_as_group=VALKEY_UID,
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-            ),
+            security_context=non_root_security_context(VALKEY_UID),
             volume_mounts=[
                 k8s.core.v1.VolumeMountArgs(name="config", mount_path="/etc/valkey", read_only=True),
                 k8s.core.v1.VolumeMountArgs(name="auth", mount_path=render_valkey.SECRET_DIR, read_only=True),
