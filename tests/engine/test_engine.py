@@ -103,11 +103,12 @@ def test_bad_config_fails_with_our_message_and_changes_nothing(workspace):
     before = json.loads(workspace.pulumi("stack", "export").stdout)["deployment"]["resources"]
     workspace.pulumi("config", "set", "mcc", "12")
     try:
-        result = workspace.pulumi("up", "--yes", "--skip-preview", check=False)
-        output = result.stdout + result.stderr
-        assert result.returncode != 0
-        assert "mcc = '12': must be exactly 3 digits" in output, output
-        assert "Traceback" not in output, "a config error must not show a stack trace"
+        for command in (("preview",), ("up", "--yes", "--skip-preview")):
+            result = workspace.pulumi(*command, check=False)
+            output = result.stdout + result.stderr
+            assert result.returncode != 0, command
+            assert "mcc = '12': must be exactly 3 digits" in output, output
+            assert "Traceback" not in output, "a config error must not show a stack trace"
     finally:
         workspace.pulumi("config", "set", "mcc", "001")
     after = json.loads(workspace.pulumi("stack", "export").stdout)["deployment"]["resources"]
