@@ -108,9 +108,12 @@ SDP = """v=0
 
 
 def call(
-    caller: Ue, callee: Ue, domain: str, *, extra_headers: str = "", hold_ms: int = 500, rtp_stream: str | None = None
+    caller: Ue, callee: Ue, domain: str, *, extra_headers: str = "", hold_ms: int = 500, rtp_stream: str | None = None,
+    late_offer: bool = False,
 ) -> str:
     """UAC: INVITE with SDP, 180/200, ACK, BYE.
+
+    `late_offer`: the INVITE has no SDP, the 200 brings the offer and the ACK the answer.
 
     `rtp_stream`: a raw 8-bit PCMU file SIPp sends as RTP (20 ms packets, looped) from the ACK
     until the BYE, to the address of the 200's SDP; the offer then names SIPp's rtpstream port.
@@ -119,6 +122,9 @@ def call(
     # become an untyped body the P-CSCF cannot see as an offer.
     headers = "".join(f"{h}\n      " for h in extra_headers.splitlines() if h)
     sdp = SDP.replace("[media_port]", "[rtpstream_audio_port]") if rtp_stream else SDP
+    typed = "Content-Type: application/sdp\n      Content-Length: [len]\n\n      "
+    empty = "Content-Length: 0\n\n"
+    invite_body, ack_body = (empty, typed + sdp) if late_offer else (typed + sdp, empty)
     stream = (
         f'  <nop><action><exec rtp_stream="{rtp_stream},-1,0"/></action></nop>\n' if rtp_stream else ""
     )
@@ -134,10 +140,7 @@ def call(
       Call-ID: [call_id]
       CSeq: 1 INVITE
       Contact: <sip:{caller.name}@[local_ip]:[local_port]>
-      {headers}Content-Type: application/sdp
-      Content-Length: [len]
-
-      {sdp}
+      {headers}{invite_body}
     ]]>
   </send>
   <recv response="100" optional="true"/>
@@ -155,8 +158,7 @@ def call(
       Call-ID: [call_id]
       CSeq: 1 ACK
       Contact: <sip:{caller.name}@[local_ip]:[local_port]>
-      Content-Length: 0
-
+      {ack_body}
     ]]>
   </send>
 {stream}  <pause milliseconds="{hold_ms}"/>
