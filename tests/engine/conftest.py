@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine import cluster as local_cluster
+from tests.figures import record
 from tests.tooling import ROOT, TOOLS_DIR, missing
 
 ENGINE_TOOLS = (
@@ -87,7 +88,7 @@ def engine_cluster(tmp_path_factory):
     _tools_present()
     workdir = tmp_path_factory.mktemp("cluster")
     cluster = local_cluster.start_cluster(TOOLS_DIR / "bin", workdir)
-    print(f"\nlocal control plane ready in {cluster.started_in:.1f}s")
+    record(f"engine: local control plane ready in {cluster.started_in:.1f}s")
     # What a real cluster's storage provisioner would offer: one volume for Valkey's claim.
     context = local_cluster.api_client(workdir / "pki")
     status, text = local_cluster.api_request(
@@ -161,4 +162,4 @@ def workspace(engine_cluster, tmp_path_factory) -> Workspace:
         ws.pulumi("config", "set", key, value)
     ws.pulumi("config", "set", "--secret", "valkeyPassword", "engine-tier-valkey-password")
     yield ws
-    print("\nengine tier wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in ws.timings.items()))
+    record("engine: pulumi wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in ws.timings.items()))

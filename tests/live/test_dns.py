@@ -23,6 +23,7 @@ import pytest
 
 from components.render import coredns as render_coredns
 from tests import coredns_daemon
+from tests.figures import record
 from tests.netns import NetNamespace, can_create_namespaces
 from tests.profiles import loopback_settings
 from tests.tooling import missing
@@ -95,7 +96,7 @@ def ims_dns(tmp_path_factory):
         daemon = stack.enter_context(
             coredns_daemon.serving(settings, directory / "zones", netns=netns, upstream=UPSTREAM)
         )
-        print(f"\nIMS DNS ready {daemon.startup_seconds * 1000:.0f} ms after start: {' '.join(daemon.argv)}")
+        record(f"live: IMS DNS ready {daemon.startup_seconds * 1000:.0f} ms after start: {' '.join(daemon.argv)}")
         yield ImsDns(settings, netns, directory / "zones", daemon, upstream)
 
 

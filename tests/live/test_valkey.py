@@ -17,6 +17,7 @@ import pytest
 
 from components.render import kamailio as render_kamailio
 from components.render import valkey as render_valkey
+from tests.figures import record
 from tests.netns import NetNamespace, can_create_namespaces
 from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
 from tests.tooling import ROOT, missing, require_binary
@@ -81,7 +82,7 @@ def test_icscf_tables_survive_a_restart(valkey, how):
     assert read_rows(valkey, db, rows) == rows
     # Replayed from the AOF's incremental file (the base file was empty when the rows were written).
     assert "DB loaded from incr file" in valkey.log()
-    print(f"\nValkey ({how}) answered PING {valkey.startup_seconds * 1000:.0f} ms after restart")
+    record(f"live: Valkey ({how}) answered PING {valkey.startup_seconds * 1000:.0f} ms after restart")
 
 
 def test_each_client_keeps_to_its_own_database(valkey):
