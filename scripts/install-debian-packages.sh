@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the render and live tiers run: Kamailio 5.6 with the IMS,
 # Redis, presence, extra and utils modules, rtpengine (userspace), redis-server (the Valkey
-# stand-in), SIPp and iproute2. Daemons are installed, never started: the tests start the
-# ones they need on loopback and stop them by PID. Idempotent; needs root.
+# stand-in), SIPp, iproute2 and busybox (runs the image's readiness probe). Daemons are
+# installed, never started: the tests start the ones they need on loopback and stop them by
+# PID. Idempotent; needs root.
 set -euo pipefail
 
 PACKAGES=(
   kamailio kamailio-ims-modules kamailio-redis-modules kamailio-presence-modules
   kamailio-extra-modules kamailio-utils-modules
-  rtpengine-daemon redis-server sip-tester iproute2 openssl socat
+  rtpengine-daemon redis-server sip-tester iproute2 openssl socat busybox
 )
 
 missing=()

@@ -54,12 +54,13 @@ def render_loopback(
     port: int = render_coredns.DNS_PORT,
     zone_reload: str = "1s",
 ) -> dict[str, str]:
-    """The product's renderer, listening on the IMS DNS's loopback address."""
-    bind = settings.nf("coredns").address
-    assert bind, "the loopback profile gives CoreDNS a fixed address"
+    """The product's renderer, listening on the IMS DNS's address (`addresses["coredns"]`)."""
+    addresses = loopback_addresses(settings) if addresses is None else addresses
+    bind = addresses.get("coredns")
+    assert bind, "CoreDNS needs an address: the loopback profile's, or addresses['coredns']"
     return render_coredns.render(
         settings,
-        loopback_addresses(settings) if addresses is None else addresses,
+        addresses,
         zone_dir=str(directory),
         bind=bind,
         port=port,
@@ -149,9 +150,17 @@ def is_ready(url: str, netns: NetNamespace | None = None) -> bool:
 
 @contextlib.contextmanager
 def serving(
-    settings: Settings, directory: Path, *, netns: NetNamespace | None, upstream: str = "127.0.0.54"
+    settings: Settings,
+    directory: Path,
+    *,
+    netns: NetNamespace | None,
+    upstream: str = "127.0.0.54",
+    addresses: Mapping[str, str] | None = None,
 ) -> Iterator[CoreDns]:
     """The IMS DNS of `settings` on its loopback address, port 53, for as long as the block runs.
+
+    `addresses` (NF -> IPv4, "coredns" being where it listens) replaces the loopback profile's
+    fixed addresses, e.g. to stand in for the ClusterIPs of a Kubernetes stack.
 
     Kamailio tests resolve through it by creating their namespace with
     ``NetNamespace(name, hosts={}, nameserver=settings.nf("coredns").address)`` and starting it
@@ -161,8 +170,9 @@ def serving(
     directory.mkdir(parents=True, exist_ok=True)
     resolv = directory / "upstream-resolv.conf"
     resolv.write_text(f"nameserver {upstream}\n", encoding="utf-8")
-    corefile = write_files(directory, render_loopback(settings, directory, upstream=str(resolv)))
-    bind = settings.nf("coredns").address
+    addresses = loopback_addresses(settings) if addresses is None else addresses
+    corefile = write_files(directory, render_loopback(settings, directory, upstream=str(resolv), addresses=addresses))
+    bind = addresses["coredns"]
     daemon = start(corefile, ready_url=f"http://{bind}:{render_coredns.READY_PORT}/ready", netns=netns)
     try:
         yield daemon

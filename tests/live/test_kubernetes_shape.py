@@ -1,0 +1,160 @@
+"""The configs the Kubernetes component ships start, and the pods' readiness probe can fail.
+
+The rest of the live tier runs the loopback shape (`bind_address=True`, fixed 127.0.0.x
+addresses). Here each CSCF role gets the files `components/cscf.py` mounts: `render(settings,
+role)` of a stack without fixed addresses, so Kamailio listens on 0.0.0.0 and advertises its
+FQDN, which it resolves at start like its peers' names. Each role runs in its own network
+namespace, like a pod: the loopback, plus the addresses the zone names (stand-ins for the
+Services' ClusterIPs) on it, the product's CoreDNS zones as its resolver and a Valkey at the
+address the zone gives `valkey`.
+
+The stack keeps its defaults, IPsec and Rx on: ims_ipsec_pcscf loads (root in the namespace
+can use xfrm), and the PCRF and HSS, which a default stack gives no address, simply get no A
+record; cdp logs that and Kamailio starts all the same. Nothing is turned off. Not reproduced:
+the pod's user and capabilities (here everything runs as root), Kamailio 6.0 (the image's).
+
+The readiness probe is the image's `sip-options-probe 127.0.0.1 5060` under busybox `sh`,
+with only busybox applets on PATH (nc, timeout, head, tr, date), as in the Alpine image.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from components.render import kamailio as render_kamailio
+from components.settings import CSCF_ROLES
+from tests import coredns_daemon
+from tests.live.conftest import Daemon
+from tests.netns import NetNamespace, can_create_namespaces
+from tests.profiles import TEST_VALKEY_PASSWORD, stack_settings
+from tests.tooling import ROOT, missing
+from tests.valkey_daemon import Valkey
+
+PROBE = ROOT / "dockerfiles" / "kamailio" / "sip-options-probe"
+# The addresses the IMS DNS hands out, as the Services' ClusterIPs would be. HSS and PCRF stay
+# without one, as in a default stack.
+ZONE_ADDRESSES = {
+    "pcscf": "10.96.0.11",
+    "icscf": "10.96.0.12",
+    "scscf": "10.96.0.13",
+    "valkey": "10.96.0.30",
+    "rtpengine": "10.96.0.40",
+    "coredns": "10.96.0.53",
+}
+READY_TIMEOUT = 10.0
+# "Stays up": still running, and still ready, this long after it first became ready.
+STAY_UP_SECONDS = 1.0
+
+
+@pytest.fixture(scope="module")
+def settings():
+    """A Kubernetes stack's settings: the defaults, no fixed addresses."""
+    s = stack_settings("kubernetes")
+    assert not any(s.nf(role).address for role in CSCF_ROLES)
+    assert s.pcscf_ipsec and s.pcscf_rx, "the default stack has IPsec and Rx on"
+    return s
+
+
+@pytest.fixture(scope="module")
+def busybox_path(tmp_path_factory) -> str:
+    """A PATH of busybox applets only, so the probe's nc/timeout/head/tr/date are busybox's."""
+    for tool in ("kamailio", "redis-server", "busybox"):
+        if shutil.which(tool) is None:
+            missing(tool, "debian")
+    reason = can_create_namespaces()
+    if reason:
+        missing(reason, "run the live tier as root (CI does)")
+    coredns_daemon.coredns_binary()
+    applets = tmp_path_factory.mktemp("busybox-bin")
+    subprocess.run([shutil.which("busybox"), "--install", "-s", str(applets)], check=True)
+    return str(applets)
+
+
+def probe(ns: NetNamespace, busybox_path: str, port: int = render_kamailio.SIP_PORT) -> subprocess.CompletedProcess:
+    """The readiness probe's command, in the pod's (namespace's) network."""
+    return ns.run(
+        ["env", "-i", f"PATH={busybox_path}", shutil.which("busybox"), "sh", str(PROBE), "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+
+
+def render_config(settings, role: str, config_dir: Path) -> Path:
+    """The role's ConfigMap and Secret files, as `components/cscf.py` renders them, in config_dir."""
+    files = render_kamailio.render(settings, role, config_dir=str(config_dir))
+    files.update(render_kamailio.render_secrets(settings, role, TEST_VALKEY_PASSWORD))
+    for rel, text in files.items():
+        path = config_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return config_dir / "kamailio.cfg"
+
+
+@pytest.fixture
+def pod(request, settings, busybox_path, tmp_path):
+    """One role's network namespace with its resolver and Valkey; yields (role, ns, start)."""
+    role = request.param
+    ns = NetNamespace(f"k8s{role}{os.getpid() % 100000}", hosts={}, nameserver=ZONE_ADDRESSES["coredns"]).create()
+    try:
+        for address in ZONE_ADDRESSES.values():
+            subprocess.run(["ip", "-n", ns.name, "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+        # The Valkey server binds the address the zone names (its own settings say only that).
+        valkey = Valkey(
+            stack_settings("kubernetes", valkeyAddress=ZONE_ADDRESSES["valkey"]),
+            TEST_VALKEY_PASSWORD,
+            tmp_path / "valkey",
+            netns=ns,
+        )
+        valkey.render()
+        with coredns_daemon.serving(settings, tmp_path / "dns", netns=ns, addresses=ZONE_ADDRESSES):
+            valkey.start()
+            try:
+                cfg = render_config(settings, role, tmp_path / "kamailio")
+                # The container's arguments (components/cscf.py), with the config where we wrote it.
+                kamailio = Daemon(
+                    f"kamailio {role} (Kubernetes shape)",
+                    [shutil.which("kamailio"), "-DD", "-E", "-f", str(cfg)],
+                    tmp_path / f"kamailio-{role}.log",
+                )
+                try:
+                    yield role, ns, kamailio
+                finally:
+                    kamailio.stop()
+            finally:
+                valkey.stop()
+    finally:
+        ns.destroy()
+
+
+@pytest.mark.parametrize("pod", CSCF_ROLES, indirect=True)
+def test_kubernetes_config_starts_and_probe_tracks_it(pod, busybox_path):
+    role, ns, kamailio = pod
+
+    before = probe(ns, busybox_path)
+    assert before.returncode != 0, "the probe passed with nothing listening"
+    assert "no SIP answer" in before.stderr
+
+    kamailio.start(ns)
+    deadline = time.monotonic() + READY_TIMEOUT
+    result = probe(ns, busybox_path)
+    while result.returncode != 0 and kamailio.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+        result = probe(ns, busybox_path)
+    assert kamailio.alive(), f"{role} exited at start:\n{kamailio.tail()}"
+    assert result.returncode == 0, f"{role} never ready: {result.stderr}\n{kamailio.tail()}"
+
+    time.sleep(STAY_UP_SECONDS)
+    assert kamailio.alive(), f"{role} exited after becoming ready:\n{kamailio.tail()}"
+    assert probe(ns, busybox_path).returncode == 0
+
+    kamailio.stop()
+    after = probe(ns, busybox_path)
+    assert after.returncode != 0, f"the probe passed after {role} was stopped"
+    assert "no SIP answer" in after.stderr
