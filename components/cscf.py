@@ -13,13 +13,15 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .base import DeployContext, NetworkFunctionComponent, non_root_security_context
+from .base import NON_ROOT_UID, DeployContext, NetworkFunctionComponent, non_root_security_context
 from .render import kamailio as render_kamailio
 from .settings import CSCF_ROLES
 
 CONFIG_DIR = "/etc/kamailio"
 SEED_FILE = "seed/icscf-tables.valkey"
 CLUSTER_DOMAIN = "cluster.local"
+# Roles whose Kamailio reads or writes Valkey (the S-CSCF keeps its contacts in memory).
+VALKEY_CLIENTS = ("pcscf", "icscf")
 # Who reaches the P-CSCF's Mw socket: the core, never a UE.
 MW_PEERS = ("icscf", "scscf")
 # Diameter peers that may open connections to each role (HSS: RTR/PPR; PCRF: ASR/RAR on Rx).
@@ -168,10 +170,12 @@ class Cscf(NetworkFunctionComponent):
 
     def deployment_for(self, container: k8s.core.v1.ContainerArgs, config: k8s.core.v1.VolumeArgs):
         pod = k8s.core.v1.PodSpecArgs(
-            init_containers=[self.seed_container()] if self.nf == "icscf" else None,
+            init_containers=[self.valkey_init_container()] if self.nf in VALKEY_CLIENTS else None,
             containers=[container],
             volumes=[config, k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())],
             enable_service_links=False,
+            # The projected config and secret files are 0440: group-readable for the non-root user.
+            security_context=k8s.core.v1.PodSecurityContextArgs(fs_group=NON_ROOT_UID),
             **self.dns(),
         )
         return self.deployment(pod)
@@ -194,17 +198,17 @@ class Cscf(NetworkFunctionComponent):
             ),
         }
 
-    def seed_container(self) -> k8s.core.v1.ContainerArgs:
-        """Writes the I-CSCF tables into Valkey before Kamailio starts (idempotent HSETs), after
-        waiting for Valkey: no start-order race between the database and its reader."""
+    def valkey_init_container(self) -> k8s.core.v1.ContainerArgs:
+        """Waits for Valkey before Kamailio starts (ims_usrloc_pcscf and ims_icscf give up at
+        start-up when their database is unreachable: no start-order race, no crash loop); for
+        the I-CSCF it then writes the I-CSCF tables (idempotent HSETs)."""
         settings = self.settings
         valkey = settings.nf("valkey")
         host = valkey.address or valkey.fqdn
-        db = settings.valkey_databases["icscf"]
-        script = (
-            f'until valkey-cli -h {host} ping | grep -qx PONG; do echo "waiting for Valkey at {host}"; sleep 2; done; '
-            f"valkey-cli -h {host} -n {db} < {CONFIG_DIR}/{SEED_FILE}"
-        )
+        script = f'until valkey-cli -h {host} ping | grep -qx PONG; do echo "waiting for Valkey at {host}"; sleep 2; done'
+        if self.nf == "icscf":
+            db = settings.valkey_databases["icscf"]
+            script += f"; valkey-cli -h {host} -n {db} < {CONFIG_DIR}/{SEED_FILE}"
         env = []
         if self.ctx.valkey_secret is not None:
             env.append(
@@ -216,7 +220,7 @@ class Cscf(NetworkFunctionComponent):
                 )
             )
         return k8s.core.v1.ContainerArgs(
-            name="seed-icscf-tables",
+            name="wait-for-valkey" if self.nf != "icscf" else "seed-icscf-tables",
             image=settings.images.valkey,
             command=["sh", "-c", script],
             env=env,

@@ -199,8 +199,17 @@ def test_icscf_seeds_its_tables_into_its_valkey_database_before_starting(dev_run
     config = dev_run.mocks.named("icscf-config").inputs["data"]
     rows = config["seed__icscf-tables.valkey"].splitlines()
     assert rows[0].startswith('"HSET" "s_cscf:entry::1"') and '"sip:scscf.ims.mnc001.mcc001.3gppnetwork.org:5060"' in rows[0]
-    for role in ("pcscf", "scscf"):
-        assert "initContainers" not in pod_spec(dev_run.mocks.named(f"{role}-deployment"))
+    (wait,) = pod_spec(dev_run.mocks.named("pcscf-deployment"))["initContainers"]
+    assert wait["name"] == "wait-for-valkey"
+    assert "until valkey-cli -h valkey." in wait["command"][-1] and " -n " not in wait["command"][-1]
+    assert "initContainers" not in pod_spec(dev_run.mocks.named("scscf-deployment"))
+
+
+def test_cscf_config_files_are_readable_by_the_non_root_user(dev_run):
+    for role in CSCF_ROLES:
+        spec = pod_spec(dev_run.mocks.named(f"{role}-deployment"))
+        assert spec["securityContext"]["fsGroup"] == 65532
+        assert spec["volumes"][0]["projected"]["defaultMode"] == 0o440
 
 
 def test_ipsec_pcscf_runs_as_root_with_only_net_admin():
