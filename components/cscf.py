@@ -28,13 +28,6 @@ MW_PEERS = ("icscf", "scscf")
 DIAMETER_PEERS = {"pcscf": ("pcrf",), "icscf": ("hss",), "scscf": ("hss",)}
 
 
-def seed_script(settings) -> str:
-    """The I-CSCF rows as valkey-cli input, one quoted command a line."""
-    return "".join(
-        " ".join(f'"{word}"' for word in command) + "\n" for command in render_kamailio.icscf_seed_commands(settings)
-    )
-
-
 def configmap_key(path: str) -> str:
     """ConfigMap keys are flat; nested paths become `route__register.cfg`."""
     return path.replace("/", "__")
@@ -55,7 +48,7 @@ class Cscf(NetworkFunctionComponent):
 
         files = render_kamailio.render(settings, role)
         if role == "icscf":
-            files[SEED_FILE] = seed_script(settings)
+            files[SEED_FILE] = render_kamailio.icscf_seed_script(settings)
         self.config = self.config_map("config", {configmap_key(p): text for p, text in files.items()})
         secret_files = pulumi.Output.from_input(settings.valkey_password).apply(
             lambda password: render_kamailio.render_secrets(settings, role, password)

@@ -98,7 +98,7 @@ class Valkey:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
     def cli(
-        self, *args: str, db: int = 0, password: str | None = None, check: bool = True
+        self, *args: str, db: int = 0, password: str | None = None, check: bool = True, stdin: str | None = None
     ) -> subprocess.CompletedProcess:
         """redis-cli against this server; `password` overrides the rendered one ("" for none)."""
         env = {k: v for k, v in os.environ.items() if k not in ("REDISCLI_AUTH", "VALKEYCLI_AUTH")}
@@ -115,7 +115,7 @@ class Valkey:
             str(db),
             *args,
         ]
-        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=10)
+        result = subprocess.run(argv, env=env, input=stdin, capture_output=True, text=True, timeout=10)
         if check and (result.returncode != 0 or result.stdout.startswith(("ERR", "NOAUTH", "WRONGPASS"))):
             raise RuntimeError(f"redis-cli {' '.join(args)}: {result.stdout}{result.stderr}")
         return result

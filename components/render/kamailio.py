@@ -207,6 +207,12 @@ def icscf_seed_commands(settings: Settings) -> list[list[str]]:
     return commands
 
 
+def icscf_seed_script(settings: Settings) -> str:
+    """`icscf_seed_commands` as valkey-cli input, one quoted command a line: what the I-CSCF
+    pod's init container pipes into valkey-cli, and what the live tier loads."""
+    return "".join(" ".join(f'"{word}"' for word in command) + "\n" for command in icscf_seed_commands(settings))
+
+
 def shipped_paths() -> list[Path]:
     """Every shipped file (for image builds and change detection)."""
     return sorted(p for p in SHIPPED.rglob("*") if p.is_file())

@@ -427,8 +427,8 @@ class SippRun:
 def core(live_settings, netns, workdir, valkey, rtpengine, hss, users) -> Core:
     for binary in ("kamailio", "sipp"):
         _require(binary)
-    for command in render_kamailio.icscf_seed_commands(live_settings):
-        valkey.cli("icscf", *command)
+    # The I-CSCF rows go in the way the pod's init container writes them: the shipped script into valkey-cli.
+    valkey.server.cli(db=live_settings.valkey_databases["icscf"], stdin=render_kamailio.icscf_seed_script(live_settings))
     for role in CSCF_ROLES:
         config_dir = workdir / role
         files = render_kamailio.render(live_settings, role, config_dir=str(config_dir), bind_address=True)
