@@ -54,7 +54,6 @@ class Cscf(NetworkFunctionComponent):
             lambda password: render_kamailio.render_secrets(settings, role, password)
         )
         self.secrets = self.secret("secrets", secret_files)
-        secret_paths = sorted(render_kamailio.render_secrets(settings, role, "x" * 16))
 
         volume = k8s.core.v1.VolumeArgs(
             name="config",
@@ -70,7 +69,9 @@ class Cscf(NetworkFunctionComponent):
                     k8s.core.v1.VolumeProjectionArgs(
                         secret=k8s.core.v1.SecretProjectionArgs(
                             name=self.secrets.metadata.name,
-                            items=[k8s.core.v1.KeyToPathArgs(key=p, path=p) for p in secret_paths],
+                            items=[
+                                k8s.core.v1.KeyToPathArgs(key=render_kamailio.SECRETS_FILE, path=render_kamailio.SECRETS_FILE)
+                            ],
                         )
                     ),
                 ],
