@@ -234,6 +234,7 @@ class Users:
     bob: sipp.Ue
     carol: sipp.Ue  # provisioned, for the wrong-key and never-registered cases
     mallory: sipp.Ue  # not provisioned in the HSS
+    dave: sipp.Ue  # provisioned; test_isc gives him an iFC towards its application server
     all: list[sipp.Ue] = field(default_factory=list)
 
 
@@ -249,8 +250,9 @@ def users(live_settings) -> Users:
         bob=ue("bob", 2, "bob-secret-key02"),
         carol=ue("carol", 3, "carol-secret-k03"),
         mallory=ue("mallory", 4, "mallory-secret04"),
+        dave=ue("dave", 5, "dave-secret-key5"),
     )
-    u.all = [u.alice, u.bob, u.carol, u.mallory]
+    u.all = [u.alice, u.bob, u.carol, u.mallory, u.dave]
     return u
 
 
@@ -275,7 +277,7 @@ def hss(live_settings, netns, users) -> CxHssTestDouble:
     nf = live_settings.nf("hss")
     subscribers = [
         Subscriber(impi=u.impi, k=u.k.encode(), op=u.op.encode(), amf=u.amf.encode(), impus=[u.impu])
-        for u in (users.alice, users.bob, users.carol)
+        for u in (users.alice, users.bob, users.carol, users.dave)
     ]
     double = CxHssTestDouble(
         subscribers,
