@@ -112,6 +112,10 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
             ]
         if settings.pcscf_rx:
             lines += ["#!define WITH_RX", f"#!substdef \"!PCRF_REALM!{settings.nf('pcrf').realm}!g\""]
+            if nf.address:
+                # ims_qos af_signaling_ip: the address UEs reach the P-CSCF on, for the AF
+                # signalling flows (without a fixed address the module default remains).
+                lines.append(f'#!define AF_SIGNALING_IP "{nf.address}"')
     return "\n".join(lines) + "\n"
 
 

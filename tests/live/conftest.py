@@ -9,8 +9,9 @@ through the P-CSCF.
 Every daemon is started and stopped by its PID; the tail of each daemon's log is attached to
 a failing test's report.
 
-The live profile turns IPsec off (SIPp speaks no IPsec/xfrm) and Rx off (no PCRF peer here);
-both are covered by the render tier's `kamailio -c` instead.
+The live profile turns IPsec off (SIPp speaks no IPsec/xfrm; covered by the render tier's
+`kamailio -c`) and keeps Rx on, as the default stack has it: the P-CSCF talks Rx to the PCRF
+test double (tests/doubles/rx_pcrf.py) at the profile's pcrfAddress.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from components.render import kamailio as render_kamailio
 from components.settings import CSCF_ROLES, Settings
 from tests import coredns_daemon
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
+from tests.doubles.rx_pcrf import RxPcrfTestDouble
 from tests.live import sipp
 from tests.live.rtpengine_daemon import RtpengineDaemon, running_rtpengine
 from tests.netns import NetNamespace, can_create_namespaces
@@ -134,8 +136,8 @@ def _require(binary: str) -> str:
 
 @pytest.fixture(scope="session")
 def live_settings() -> Settings:
-    # IPsec off: SIPp cannot do IPsec. Rx off: no PCRF test peer yet.
-    return loopback_settings(stack="live", pcscfIpsec=False, pcscfRx=False)
+    # IPsec off: SIPp cannot do IPsec. Rx on (the stack default): the PCRF double answers.
+    return loopback_settings(stack="live", pcscfIpsec=False, pcscfRx=True)
 
 
 @pytest.fixture(scope="session")
@@ -297,6 +299,20 @@ def hss(live_settings, netns, users) -> CxHssTestDouble:
     double.stop()
 
 
+@pytest.fixture(scope="session")
+def pcrf(live_settings, netns) -> RxPcrfTestDouble:
+    """The PCRF double the P-CSCF's cdp connects to (Rx); accepts every AAR unless a test
+    sets its ``aar_policy`` (and restores it)."""
+    nf = live_settings.nf("pcrf")
+    double = RxPcrfTestDouble(
+        origin_host=nf.fqdn, origin_realm=nf.realm, bind_address=nf.address, port=render_kamailio.DIAMETER_PORT
+    )
+    with netns.entered():
+        double.start()
+    yield double
+    double.stop()
+
+
 # --- the CSCFs ----------------------------------------------------------------------------
 
 
@@ -328,6 +344,7 @@ class Core:
     settings: Settings
     ns: NetNamespace
     hss: CxHssTestDouble
+    pcrf: RxPcrfTestDouble | None
     valkey: Valkey
     rtpengine: RtpengineDaemon
     kamailio: dict[str, Daemon]
@@ -346,6 +363,8 @@ class Core:
         _wait(lambda: (sip_options(self.ns, address) or "").startswith("SIP/2.0 200"), 15, f"{role} answering OPTIONS", daemon)
         if role in ("icscf", "scscf"):
             self.hss.wait_for_peer(self.settings.nf(role).fqdn, timeout=15)
+        if role == "pcscf" and self.settings.pcscf_rx:
+            self.pcrf.wait_for_peer(self.settings.nf(role).fqdn, timeout=15)
         self.kamailio[role] = daemon
         return daemon
 
@@ -426,7 +445,7 @@ class SippRun:
 
 
 @pytest.fixture(scope="session")
-def core(live_settings, netns, workdir, valkey, rtpengine, hss, users) -> Core:
+def core(live_settings, netns, workdir, valkey, rtpengine, hss, pcrf, users) -> Core:
     for binary in ("kamailio", "sipp"):
         _require(binary)
     # The I-CSCF rows go in the way the pod's init container writes them: the shipped script into valkey-cli.
@@ -439,7 +458,7 @@ def core(live_settings, netns, workdir, valkey, rtpengine, hss, users) -> Core:
             path = config_dir / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-    c = Core(live_settings, netns, hss, valkey, rtpengine, {}, workdir, users)
+    c = Core(live_settings, netns, hss, pcrf, valkey, rtpengine, {}, workdir, users)
     try:
         for role in ("scscf", "icscf", "pcscf"):
             c.start_cscf(role)
