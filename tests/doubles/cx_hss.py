@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
@@ -54,7 +52,9 @@ from enum import StrEnum
 from xml.sax.saxutils import escape
 
 from . import diameter as d
+from . import server as srv
 from .milenage import AkaVector, Milenage, amf_bytes, generate_vector, key_bytes, sqn_int, verify_auts
+from .server import Connection, DiameterServerDouble, ServedApplication
 
 log = logging.getLogger("ims_core.tests.cx_hss")
 
@@ -73,9 +73,7 @@ COMMAND_NAMES = {
     CMD_MAR: "MAR",
     304: "RTR",
     305: "PPR",
-    d.CMD_CAPABILITIES_EXCHANGE: "CER",
-    d.CMD_DEVICE_WATCHDOG: "DWR",
-    d.CMD_DISCONNECT_PEER: "DPR",
+    **srv.BASE_COMMAND_NAMES,
 }
 
 # 3GPP AVP codes (TS 29.229 6.3, vendor 10415)
@@ -279,15 +277,6 @@ class _Reject(Exception):
         self.failed = failed
 
 
-@dataclass
-class _Conn:
-    sock: socket.socket
-    addr: tuple
-    thread: threading.Thread | None = None
-    peer_host: str | None = None
-    open: bool = False
-
-
 def _normalise(subscribers: Mapping[str, Subscriber | Mapping] | Iterable[Subscriber]) -> dict[str, Subscriber]:
     out: dict[str, Subscriber] = {}
     if isinstance(subscribers, Mapping):
@@ -308,8 +297,10 @@ def _normalise(subscribers: Mapping[str, Subscriber | Mapping] | Iterable[Subscr
     return out
 
 
-class CxHssTestDouble:
+class CxHssTestDouble(DiameterServerDouble[CxRequest]):
     """HSS stand-in on Cx; see the module docstring for the behaviour."""
+
+    application = ServedApplication(CX_APPLICATION_ID, "Cx", "HSS", COMMAND_NAMES, log)
 
     def __init__(
         self,
@@ -338,10 +329,7 @@ class CxHssTestDouble:
                 if impu in self._impu_owner:
                     raise ValueError(f"IMPU {impu} belongs to {self._impu_owner[impu]} and {sub.impi}")
                 self._impu_owner[impu] = sub.impi
-        self.origin_host = origin_host
-        self.origin_realm = origin_realm
-        self.bind_address = bind_address
-        self.port = port
+        super().__init__(origin_host=origin_host, origin_realm=origin_realm, bind_address=bind_address, port=port)
         self.scscf_names = tuple(scscf_names)
         self.mandatory_capabilities = tuple(mandatory_capabilities)
         self.optional_capabilities = tuple(optional_capabilities)
@@ -349,139 +337,7 @@ class CxHssTestDouble:
         self.max_auth_items = max_auth_items
         self._rand = rand_source or (lambda: os.urandom(16))
         self.strict_mandatory_avps = strict_mandatory_avps
-        self.local = d.LocalPeer(
-            origin_host=origin_host,
-            origin_realm=origin_realm,
-            auth_application_ids=((VENDOR_3GPP, CX_APPLICATION_ID),),
-            supported_vendor_ids=(VENDOR_3GPP,),
-        )
-        self.base = d.BaseProtocol(self.local)
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._records: list[CxRequest] = []
-        self._errors: list[str] = []
-        self._conns: list[_Conn] = []
-        self._listener: socket.socket | None = None
-        self._accept_thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-
-    # --- lifecycle -----------------------------------------------------------------
-    def start(self) -> CxHssTestDouble:
-        """Bind and listen; returns once the socket accepts connections."""
-        if self._listener is not None:
-            raise RuntimeError("already started")
-        family = socket.AF_INET6 if ":" in self.bind_address else socket.AF_INET
-        lsock = socket.socket(family, socket.SOCK_STREAM)
-        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            lsock.bind((self.bind_address, self.port))
-            lsock.listen(16)
-        except OSError:
-            lsock.close()
-            raise
-        lsock.settimeout(0.2)
-        self.port = lsock.getsockname()[1]
-        self._listener = lsock
-        self._stopping.clear()
-        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"cx-hss-accept:{self.port}", daemon=True)
-        self._accept_thread.start()
-        log.info("Cx HSS double %s listening on %s:%d", self.origin_host, self.bind_address, self.port)
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close the listener and every connection, then join all threads."""
-        self._stopping.set()
-        if self._accept_thread is not None:
-            self._accept_thread.join(timeout)
-        if self._listener is not None:
-            self._listener.close()
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for conn in conns:
-            if conn.thread is not None:
-                conn.thread.join(timeout)
-            conn.sock.close()
-        alive = [c.thread.name for c in conns if c.thread is not None and c.thread.is_alive()]
-        if self._accept_thread is not None and self._accept_thread.is_alive():
-            alive.append(self._accept_thread.name)
-        self._listener = None
-        self._accept_thread = None
-        if alive:
-            raise RuntimeError(f"threads still running after stop(): {alive}")
-
-    def __enter__(self) -> CxHssTestDouble:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.bind_address, self.port
-
-    # --- inspection ----------------------------------------------------------------
-    @property
-    def requests(self) -> list[CxRequest]:
-        with self._lock:
-            return list(self._records)
-
-    def requests_of(self, command: str) -> list[CxRequest]:
-        return [r for r in self.requests if r.command == command]
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._records.clear()
-
-    def wait_for_request(
-        self, command: str, timeout: float = 5.0, predicate: Callable[[CxRequest], bool] | None = None
-    ) -> CxRequest:
-        """The first recorded request of ``command`` (matching ``predicate``), waiting for it."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for rec in self._records:
-                    if rec.command == command and (predicate is None or predicate(rec)):
-                        return rec
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no {command} within {timeout}s; got {[r.command for r in self._records]}")
-                self._changed.wait(left)
-
-    @property
-    def errors(self) -> list[str]:
-        """Failures met while serving (each was logged and answered)."""
-        with self._lock:
-            return list(self._errors)
-
-    def take_errors(self) -> list[str]:
-        """Return and forget the failures so far (for tests that provoke them on purpose)."""
-        with self._lock:
-            taken, self._errors = self._errors, []
-            return taken
-
-    @property
-    def peers(self) -> list[str]:
-        """Origin-Host of every peer whose CER was accepted and whose connection is open."""
-        with self._lock:
-            return [c.peer_host for c in self._conns if c.open and c.peer_host]
-
-    def wait_for_peer(self, origin_host: str | None = None, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for host in self.peers:
-                    if origin_host is None or host == origin_host:
-                        return host
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no peer {origin_host or ''} connected within {timeout}s")
-                self._changed.wait(left)
-
+    # --- state ----------------------------------------------------------------------
     def subscriber(self, impi: str) -> Subscriber:
         return self._subs[impi]
 
@@ -504,123 +360,15 @@ class CxHssTestDouble:
             impi = identity if identity in self._subs else self._impu_owner[identity]
             return self._subs[impi].server_name
 
-    # --- networking ----------------------------------------------------------------
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stopping.is_set():
-            try:
-                sock, addr = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                if not self._stopping.is_set():
-                    self._error(f"accept failed: {exc!r}")
-                return
-            sock.settimeout(None)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Conn(sock, addr)
-            conn.thread = threading.Thread(target=self._serve, args=(conn,), name=f"cx-hss-conn:{addr}", daemon=True)
-            with self._lock:
-                self._conns.append(conn)
-            conn.thread.start()
-
-    def _serve(self, conn: _Conn) -> None:
-        log.info("Cx HSS double: connection from %s", conn.addr)
-        try:
-            while not self._stopping.is_set():
-                try:
-                    raw = d.read_raw_message(conn.sock)
-                except d.DiameterDecodeError as exc:
-                    self._error(f"{conn.addr}: undecodable header, closing: {exc}")
-                    return
-                except (ConnectionError, OSError) as exc:
-                    if not self._stopping.is_set():
-                        log.info("Cx HSS double: %s gone: %r", conn.addr, exc)
-                    return
-                if raw is None:
-                    return
-                answer, close = self._process(conn, raw)
-                if answer is not None:
-                    try:
-                        conn.sock.sendall(answer.encode())
-                    except OSError as exc:
-                        self._error(f"{conn.addr}: send failed: {exc!r}")
-                        return
-                if close:
-                    return
-        except Exception as exc:  # noqa: BLE001 - last resort: never die silently
-            log.exception("Cx HSS double: connection %s crashed", conn.addr)
-            self._error(f"{conn.addr}: connection handler crashed: {exc!r}")
-        finally:
-            with self._changed:
-                conn.open = False
-                self._changed.notify_all()
-            try:
-                conn.sock.close()
-            except OSError:
-                pass
-
-    def _error(self, text: str) -> None:
-        log.error("Cx HSS double: %s", text)
-        with self._lock:
-            self._errors.append(text)
-
-    def _process(self, conn: _Conn, raw: bytes) -> tuple[d.Message | None, bool]:
-        """(answer or None, close connection after sending)."""
-        try:
-            msg = d.Message.decode(raw)
-        except d.DiameterDecodeError as exc:
-            _, hdr = d.Message.decode_header(raw[: d.HEADER_LEN])
-            self._error(f"{conn.addr}: undecodable {COMMAND_NAMES.get(hdr.command_code, hdr.command_code)}: {exc}")
-            if not hdr.request:
-                return None, False
-            return self.base.error_answer(hdr, exc.result_code, str(exc)), False
-        if not msg.request:
-            log.info("Cx HSS double: ignoring answer %s from %s", msg.command_code, conn.addr)
-            return None, False
-        try:
-            return self._dispatch(conn, msg)
-        except Exception as exc:  # noqa: BLE001 - answer every request, keep the thread
-            log.exception("Cx HSS double: failure answering %s", COMMAND_NAMES.get(msg.command_code))
-            self._error(f"failure answering {COMMAND_NAMES.get(msg.command_code, msg.command_code)}: {exc!r}")
-            return self.base.error_answer(msg, d.DIAMETER_UNABLE_TO_COMPLY, f"test double error: {exc!r}"), False
-
-    def _dispatch(self, conn: _Conn, msg: d.Message) -> tuple[d.Message | None, bool]:
-        if msg.application_id == 0:
-            if msg.command_code == d.CMD_CAPABILITIES_EXCHANGE:
-                cea, ok = self.base.cea(msg, conn.sock.getsockname()[0])
-                with self._changed:
-                    conn.peer_host = msg.str_of(d.AVP_ORIGIN_HOST)
-                    conn.open = ok
-                    self._changed.notify_all()
-                if not ok:
-                    self._error(f"CER from {conn.peer_host} without Cx application: no common application")
-                log.info("Cx HSS double: CER from %s -> %s", conn.peer_host, cea.result_code)
-                return cea, not ok
-            if msg.command_code == d.CMD_DEVICE_WATCHDOG:
-                return self.base.dwa(msg), False
-            if msg.command_code == d.CMD_DISCONNECT_PEER:
-                with self._changed:
-                    conn.open = False
-                    self._changed.notify_all()
-                return self.base.dpa(msg), False  # the DPR sender closes (RFC 6733 5.4)
-            return self.base.error_answer(msg, d.DIAMETER_COMMAND_UNSUPPORTED), False
-        if msg.application_id != CX_APPLICATION_ID:
-            return self.base.error_answer(msg, d.DIAMETER_APPLICATION_UNSUPPORTED), False
+    # --- Cx requests (DiameterServerDouble hook) ------------------------------------
+    def _application_request(self, conn: Connection, msg: d.Message) -> d.Message:
         handler = {CMD_UAR: self._uar, CMD_SAR: self._sar, CMD_LIR: self._lir, CMD_MAR: self._mar}.get(msg.command_code)
         if handler is None:
-            return self.base.error_answer(msg, d.DIAMETER_COMMAND_UNSUPPORTED), False
-        return self._cx(conn, msg, handler), False
+            return self.base.error_answer(msg, d.DIAMETER_COMMAND_UNSUPPORTED)
+        return self._cx(conn, msg, handler)
 
     # --- Cx framework --------------------------------------------------------------
-    _COMMON_REQUIRED = (
-        (d.AVP_SESSION_ID, 0),
-        (d.AVP_VENDOR_SPECIFIC_APPLICATION_ID, 0),
-        (d.AVP_AUTH_SESSION_STATE, 0),
-        (d.AVP_ORIGIN_HOST, 0),
-        (d.AVP_ORIGIN_REALM, 0),
-        (d.AVP_DESTINATION_REALM, 0),
-    )
+    _COMMON_REQUIRED = srv.required_avps((d.AVP_VENDOR_SPECIFIC_APPLICATION_ID, 0), (d.AVP_AUTH_SESSION_STATE, 0))
     _REQUIRED = {
         CMD_UAR: (
             (d.AVP_USER_NAME, 0),
@@ -643,17 +391,9 @@ class CxHssTestDouble:
     }
 
     def _cx(
-        self, conn: _Conn, req: d.Message, handler: Callable[[d.Message], tuple[list[d.Avp], tuple[int, bool]]]
+        self, conn: Connection, req: d.Message, handler: Callable[[d.Message], tuple[list[d.Avp], tuple[int, bool]]]
     ) -> d.Message:
-        unknown = tuple(
-            (a.code, a.vendor_id)
-            for a in req.avps
-            if a.mandatory
-            and not (
-                (a.vendor_id == 0 and a.code in d.BASE_AVP_CODES)
-                or (a.vendor_id == VENDOR_3GPP and a.code in KNOWN_3GPP_AVPS)
-            )
-        )
+        unknown = srv.unknown_mandatory(req.avps, KNOWN_3GPP_AVPS)
         if unknown:
             log.warning("Cx HSS double: unknown M-bit AVPs in %s: %s", COMMAND_NAMES[req.command_code], unknown)
         body: list[d.Avp] = []
@@ -679,32 +419,20 @@ class CxHssTestDouble:
                 body = [a for a in (req.find(d.AVP_USER_NAME), req.find(AVP_PUBLIC_IDENTITY, VENDOR_3GPP)) if a]
             if rej.failed is not None:
                 body.append(d.Avp.grouped(d.AVP_FAILED_AVP, [rej.failed]))
-        ans = req.answer()
-        sid = req.find(d.AVP_SESSION_ID)
-        if sid is not None:
-            ans.add(sid)
+        ans = srv.session_answer(req)
         ans.add(
             d.Avp.grouped(
                 d.AVP_VENDOR_SPECIFIC_APPLICATION_ID,
                 [d.Avp.u32(d.AVP_VENDOR_ID, VENDOR_3GPP), d.Avp.u32(d.AVP_AUTH_APPLICATION_ID, CX_APPLICATION_ID)],
             )
         )
-        code, experimental = result
-        if experimental:
-            ans.add(
-                d.Avp.grouped(
-                    d.AVP_EXPERIMENTAL_RESULT,
-                    [d.Avp.u32(d.AVP_VENDOR_ID, VENDOR_3GPP), d.Avp.u32(d.AVP_EXPERIMENTAL_RESULT_CODE, code)],
-                )
-            )
-        else:
-            ans.add(d.Avp.u32(d.AVP_RESULT_CODE, code))
+        ans.add(srv.result_avp(*result))
         ans.add(d.Avp.u32(d.AVP_AUTH_SESSION_STATE, d.AUTH_SESSION_STATE_NO_STATE_MAINTAINED))
         ans.add(*self.local.origin_avps(), *body)
         self._record(conn, req, ans, unknown)
         return ans
 
-    def _record(self, conn: _Conn, req: d.Message, ans: d.Message, unknown: tuple) -> None:
+    def _record(self, conn: Connection, req: d.Message, ans: d.Message, unknown: tuple) -> None:
         def s3(code: int) -> str | None:
             avp = req.find(code, VENDOR_3GPP)
             return avp.data.decode("utf-8", "replace") if avp else None
@@ -743,9 +471,7 @@ class CxHssTestDouble:
             request=req,
             answer=ans,
         )
-        with self._changed:
-            self._records.append(rec)
-            self._changed.notify_all()
+        self._add_record(rec)
 
     # --- lookups -------------------------------------------------------------------
     def _by_impu(self, impu: str, impi: str | None) -> Subscriber:

@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from . import diameter as d
+from . import server as srv
+from .server import Connection, DiameterServerDouble, ServedApplication
 
 log = logging.getLogger("ims_core.tests.rx_pcrf")
 
@@ -50,9 +52,7 @@ CMD_ABORT_SESSION = 274
 REQUEST_NAMES = {CMD_AA: "AAR", CMD_RE_AUTH: "RAR", CMD_SESSION_TERMINATION: "STR", CMD_ABORT_SESSION: "ASR"}
 COMMAND_NAMES = {
     **REQUEST_NAMES,
-    d.CMD_CAPABILITIES_EXCHANGE: "CER",
-    d.CMD_DEVICE_WATCHDOG: "DWR",
-    d.CMD_DISCONNECT_PEER: "DPR",
+    **srv.BASE_COMMAND_NAMES,
 }
 
 # Base / IETF AVPs Rx uses (RFC 6733, RFC 4006, RFC 7155)
@@ -202,21 +202,6 @@ class _Reject(Exception):
         self.failed = failed
 
 
-@dataclass
-class _Conn:
-    sock: socket.socket
-    addr: tuple
-    thread: threading.Thread | None = None
-    peer_host: str | None = None
-    peer_realm: str | None = None
-    open: bool = False
-    send_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def send(self, msg: d.Message) -> None:
-        with self.send_lock:
-            self.sock.sendall(msg.encode())
-
-
 def _u32(avps: list[d.Avp], code: int, vendor: int = VENDOR_3GPP) -> int | None:
     avp = next(d.find_all(avps, code, vendor), None)
     return avp.as_u32() if avp is not None else None
@@ -270,15 +255,7 @@ def parse_request(msg: d.Message) -> RxRequest:
         kind = _u32(inner, AVP_SUBSCRIPTION_ID_TYPE, 0)
         data = _str(inner, AVP_SUBSCRIPTION_ID_DATA, 0)
         subscription_ids.append((SUBSCRIPTION_ID_TYPES.get(kind, str(kind)), data or ""))
-    unknown = tuple(
-        (a.code, a.vendor_id)
-        for a in msg.avps
-        if a.mandatory
-        and not (
-            (a.vendor_id == 0 and (a.code in d.BASE_AVP_CODES or a.code in IETF_AVP_CODES))
-            or (a.vendor_id == VENDOR_3GPP and a.code in KNOWN_3GPP_AVPS)
-        )
-    )
+    unknown = srv.unknown_mandatory(msg.avps, KNOWN_3GPP_AVPS, IETF_AVP_CODES)
     return RxRequest(
         command=COMMAND_NAMES.get(msg.command_code, str(msg.command_code)),
         command_code=msg.command_code,
@@ -314,8 +291,10 @@ def refuse_media(code: int = REQUESTED_SERVICE_NOT_AUTHORIZED) -> Callable[[RxRe
     return policy
 
 
-class RxPcrfTestDouble:
+class RxPcrfTestDouble(DiameterServerDouble[RxRequest]):
     """PCRF stand-in on Rx; see the module docstring for the behaviour."""
+
+    application = ServedApplication(RX_APPLICATION_ID, "Rx", "PCRF", COMMAND_NAMES, log)
 
     def __init__(
         self,
@@ -326,152 +305,26 @@ class RxPcrfTestDouble:
         port: int = 3868,
         aar_policy: Callable[[RxRequest], int] = accept_all,
     ):
-        self.origin_host = origin_host
-        self.origin_realm = origin_realm
-        self.bind_address = bind_address
-        self.port = port
-        self.aar_policy = aar_policy
-        self.local = d.LocalPeer(
+        super().__init__(
             origin_host=origin_host,
             origin_realm=origin_realm,
+            bind_address=bind_address,
+            port=port,
             product_name="ims-core Rx test double",
-            auth_application_ids=((VENDOR_3GPP, RX_APPLICATION_ID),),
-            supported_vendor_ids=(VENDOR_3GPP,),
         )
-        self.base = d.BaseProtocol(self.local)
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._records: list[RxRequest] = []
-        self._errors: list[str] = []
-        self._conns: list[_Conn] = []
-        self._sessions: dict[str, _Conn] = {}  # open Rx sessions -> the connection they came on
+        self.aar_policy = aar_policy
+        self._sessions: dict[str, Connection] = {}  # open Rx sessions -> the connection they came on
         self._pending: dict[int, list] = {}  # hop-by-hop of our requests -> [event, answer]
-        self._listener: socket.socket | None = None
-        self._accept_thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-
-    # --- lifecycle -----------------------------------------------------------------
-    def start(self) -> RxPcrfTestDouble:
-        """Bind and listen; returns once the socket accepts connections."""
-        if self._listener is not None:
-            raise RuntimeError("already started")
-        family = socket.AF_INET6 if ":" in self.bind_address else socket.AF_INET
-        lsock = socket.socket(family, socket.SOCK_STREAM)
-        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            lsock.bind((self.bind_address, self.port))
-            lsock.listen(16)
-        except OSError:
-            lsock.close()
-            raise
-        lsock.settimeout(0.2)
-        self.port = lsock.getsockname()[1]
-        self._listener = lsock
-        self._stopping.clear()
-        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"rx-pcrf-accept:{self.port}", daemon=True)
-        self._accept_thread.start()
-        log.info("Rx PCRF double %s listening on %s:%d", self.origin_host, self.bind_address, self.port)
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close the listener and every connection, then join all threads."""
-        self._stopping.set()
-        if self._accept_thread is not None:
-            self._accept_thread.join(timeout)
-        if self._listener is not None:
-            self._listener.close()
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for conn in conns:
-            if conn.thread is not None:
-                conn.thread.join(timeout)
-            conn.sock.close()
-        alive = [c.thread.name for c in conns if c.thread is not None and c.thread.is_alive()]
-        if self._accept_thread is not None and self._accept_thread.is_alive():
-            alive.append(self._accept_thread.name)
-        self._listener = None
-        self._accept_thread = None
-        if alive:
-            raise RuntimeError(f"threads still running after stop(): {alive}")
-
-    def __enter__(self) -> RxPcrfTestDouble:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.bind_address, self.port
 
     # --- inspection ----------------------------------------------------------------
-    @property
-    def requests(self) -> list[RxRequest]:
-        with self._lock:
-            return list(self._records)
-
-    def requests_of(self, command: str) -> list[RxRequest]:
-        return [r for r in self.requests if r.command == command]
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._records.clear()
-
-    def wait_for_request(
-        self, command: str, timeout: float = 5.0, predicate: Callable[[RxRequest], bool] | None = None
-    ) -> RxRequest:
-        """The first recorded request of ``command`` (matching ``predicate``), waiting for it."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for rec in self._records:
-                    if rec.command == command and (predicate is None or predicate(rec)):
-                        return rec
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    seen = [(r.command, r.session_id, r.result_code) for r in self._records]
-                    raise TimeoutError(f"no matching {command} within {timeout}s; got {seen}")
-                self._changed.wait(left)
+    def _no_request_message(self, command: str, timeout: float) -> str:
+        seen = [(r.command, r.session_id, r.result_code) for r in self._records]
+        return f"no matching {command} within {timeout}s; got {seen}"
 
     @property
     def open_sessions(self) -> list[str]:
         with self._lock:
             return list(self._sessions)
-
-    @property
-    def errors(self) -> list[str]:
-        """Failures met while serving (each was logged and answered)."""
-        with self._lock:
-            return list(self._errors)
-
-    def take_errors(self) -> list[str]:
-        """Return and forget the failures so far (for tests that provoke them on purpose)."""
-        with self._lock:
-            taken, self._errors = self._errors, []
-            return taken
-
-    @property
-    def peers(self) -> list[str]:
-        """Origin-Host of every peer whose CER was accepted and whose connection is open."""
-        with self._lock:
-            return [c.peer_host for c in self._conns if c.open and c.peer_host]
-
-    def wait_for_peer(self, origin_host: str | None = None, timeout: float = 10.0) -> str:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                for host in self.peers:
-                    if origin_host is None or host == origin_host:
-                        return host
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no peer {origin_host or ''} connected within {timeout}s")
-                self._changed.wait(left)
 
     # --- PCRF-initiated requests ---------------------------------------------------
     def abort_session(self, session_id: str, abort_cause: int = ABORT_CAUSE_BEARER_RELEASED, timeout: float = 5.0) -> d.Message:
@@ -512,130 +365,25 @@ class RxPcrfTestDouble:
                 self._pending.pop(req.hop_by_hop, None)
         return slot[1]
 
-    # --- networking ----------------------------------------------------------------
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stopping.is_set():
-            try:
-                sock, addr = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                if not self._stopping.is_set():
-                    self._error(f"accept failed: {exc!r}")
-                return
-            sock.settimeout(None)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Conn(sock, addr)
-            conn.thread = threading.Thread(target=self._serve, args=(conn,), name=f"rx-pcrf-conn:{addr}", daemon=True)
-            with self._lock:
-                self._conns.append(conn)
-            conn.thread.start()
-
-    def _serve(self, conn: _Conn) -> None:
-        log.info("Rx PCRF double: connection from %s", conn.addr)
-        try:
-            while not self._stopping.is_set():
-                try:
-                    raw = d.read_raw_message(conn.sock)
-                except d.DiameterDecodeError as exc:
-                    self._error(f"{conn.addr}: undecodable header, closing: {exc}")
-                    return
-                except (ConnectionError, OSError) as exc:
-                    if not self._stopping.is_set():
-                        log.info("Rx PCRF double: %s gone: %r", conn.addr, exc)
-                    return
-                if raw is None:
-                    return
-                answer, close = self._process(conn, raw)
-                if answer is not None:
-                    try:
-                        conn.send(answer)
-                    except OSError as exc:
-                        self._error(f"{conn.addr}: send failed: {exc!r}")
-                        return
-                if close:
-                    return
-        except Exception as exc:  # noqa: BLE001 - last resort: never die silently
-            log.exception("Rx PCRF double: connection %s crashed", conn.addr)
-            self._error(f"{conn.addr}: connection handler crashed: {exc!r}")
-        finally:
-            with self._changed:
-                conn.open = False
-                self._changed.notify_all()
-            try:
-                conn.sock.close()
-            except OSError:
-                pass
-
-    def _error(self, text: str) -> None:
-        log.error("Rx PCRF double: %s", text)
+    # --- DiameterServerDouble hooks --------------------------------------------------
+    def _on_answer(self, conn: Connection, msg: d.Message) -> None:
         with self._lock:
-            self._errors.append(text)
+            slot = self._pending.get(msg.hop_by_hop)
+        if slot is None:
+            log.info("Rx PCRF double: ignoring unexpected answer %s from %s", msg.command_code, conn.addr)
+        else:
+            slot[1] = msg
+            slot[0].set()
 
-    def _process(self, conn: _Conn, raw: bytes) -> tuple[d.Message | None, bool]:
-        """(answer or None, close connection after sending)."""
-        try:
-            msg = d.Message.decode(raw)
-        except d.DiameterDecodeError as exc:
-            _, hdr = d.Message.decode_header(raw[: d.HEADER_LEN])
-            self._error(f"{conn.addr}: undecodable {COMMAND_NAMES.get(hdr.command_code, hdr.command_code)}: {exc}")
-            if not hdr.request:
-                return None, False
-            return self.base.error_answer(hdr, exc.result_code, str(exc)), False
-        if not msg.request:
-            with self._lock:
-                slot = self._pending.get(msg.hop_by_hop)
-            if slot is None:
-                log.info("Rx PCRF double: ignoring unexpected answer %s from %s", msg.command_code, conn.addr)
-            else:
-                slot[1] = msg
-                slot[0].set()
-            return None, False
-        try:
-            return self._dispatch(conn, msg)
-        except Exception as exc:  # noqa: BLE001 - answer every request, keep the thread
-            log.exception("Rx PCRF double: failure answering %s", COMMAND_NAMES.get(msg.command_code))
-            self._error(f"failure answering {COMMAND_NAMES.get(msg.command_code, msg.command_code)}: {exc!r}")
-            return self.base.error_answer(msg, d.DIAMETER_UNABLE_TO_COMPLY, f"test double error: {exc!r}"), False
-
-    def _dispatch(self, conn: _Conn, msg: d.Message) -> tuple[d.Message | None, bool]:
-        if msg.application_id == 0:
-            if msg.command_code == d.CMD_CAPABILITIES_EXCHANGE:
-                cea, ok = self.base.cea(msg, conn.sock.getsockname()[0])
-                with self._changed:
-                    conn.peer_host = msg.str_of(d.AVP_ORIGIN_HOST)
-                    conn.peer_realm = msg.str_of(d.AVP_ORIGIN_REALM)
-                    conn.open = ok
-                    self._changed.notify_all()
-                if not ok:
-                    self._error(f"CER from {conn.peer_host} without Rx application: no common application")
-                log.info("Rx PCRF double: CER from %s -> %s", conn.peer_host, cea.result_code)
-                return cea, not ok
-            if msg.command_code == d.CMD_DEVICE_WATCHDOG:
-                return self.base.dwa(msg), False
-            if msg.command_code == d.CMD_DISCONNECT_PEER:
-                with self._changed:
-                    conn.open = False
-                    self._changed.notify_all()
-                return self.base.dpa(msg), False  # the DPR sender closes (RFC 6733 5.4)
-            return self.base.error_answer(msg, d.DIAMETER_COMMAND_UNSUPPORTED), False
-        if msg.application_id != RX_APPLICATION_ID:
-            return self.base.error_answer(msg, d.DIAMETER_APPLICATION_UNSUPPORTED), False
+    def _application_request(self, conn: Connection, msg: d.Message) -> d.Message:
         if msg.command_code not in (CMD_AA, CMD_SESSION_TERMINATION):
-            return self.base.error_answer(msg, d.DIAMETER_COMMAND_UNSUPPORTED), False
-        return self._rx(conn, msg), False
+            return self.base.error_answer(msg, d.DIAMETER_COMMAND_UNSUPPORTED)
+        return self._rx(conn, msg)
 
     # --- Rx --------------------------------------------------------------------------
-    _REQUIRED = (
-        (d.AVP_SESSION_ID, 0),
-        (d.AVP_AUTH_APPLICATION_ID, 0),
-        (d.AVP_ORIGIN_HOST, 0),
-        (d.AVP_ORIGIN_REALM, 0),
-        (d.AVP_DESTINATION_REALM, 0),
-    )
+    _REQUIRED = srv.required_avps((d.AVP_AUTH_APPLICATION_ID, 0))
 
-    def _rx(self, conn: _Conn, msg: d.Message) -> d.Message:
+    def _rx(self, conn: Connection, msg: d.Message) -> d.Message:
         rec = parse_request(msg)
         if rec.unknown_mandatory:
             log.warning("Rx PCRF double: unknown M-bit AVPs in %s: %s", rec.command, rec.unknown_mandatory)
@@ -670,24 +418,11 @@ class RxPcrfTestDouble:
             log.info("Rx PCRF double: %s -> %s (%s)", rec.command, rej.code, rej)
             code, failed = rej.code, rej.failed
 
-        ans = msg.answer()
-        sid_avp = msg.find(d.AVP_SESSION_ID)
-        if sid_avp is not None:
-            ans.add(sid_avp)
+        ans = srv.session_answer(msg)
         ans.add(d.Avp.u32(d.AVP_AUTH_APPLICATION_ID, RX_APPLICATION_ID), *self.local.origin_avps())
-        if code in RX_EXPERIMENTAL_RESULT_CODES:
-            ans.add(
-                d.Avp.grouped(
-                    d.AVP_EXPERIMENTAL_RESULT,
-                    [d.Avp.u32(d.AVP_VENDOR_ID, VENDOR_3GPP), d.Avp.u32(d.AVP_EXPERIMENTAL_RESULT_CODE, code)],
-                )
-            )
-        else:
-            ans.add(d.Avp.u32(d.AVP_RESULT_CODE, code))
+        ans.add(srv.result_avp(code, code in RX_EXPERIMENTAL_RESULT_CODES))
         if failed is not None:
             ans.add(d.Avp.grouped(d.AVP_FAILED_AVP, [failed]))
         log.info("Rx PCRF double: %s %s -> %s", rec.command, rec.session_id, code)
-        with self._changed:
-            self._records.append(replace(rec, result_code=code, answer=ans))
-            self._changed.notify_all()
+        self._add_record(replace(rec, result_code=code, answer=ans))
         return ans
