@@ -8,7 +8,7 @@ which holds the password and therefore goes to a Kubernetes Secret, never to a C
 
 Every file is keyed by its path relative to the config directory (/etc/kamailio in the image).
 `icscf_seed` gives the Valkey rows the I-CSCF reads (S-CSCF list, capabilities, trusted
-domains), for the live tests and for a Kubernetes Job.
+domains), written by the I-CSCF pod's init container and loaded the same way by the live tier.
 """
 
 from __future__ import annotations
