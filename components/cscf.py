@@ -4,8 +4,9 @@ Each role gets its rendered config (ConfigMap) and the file holding the Valkey p
 (Secret) projected together at /etc/kamailio, a Deployment of the shared Kamailio image, a
 Service (SIP UDP+TCP, Diameter TCP, and the P-CSCF's Mw and IPsec ports), and a NetworkPolicy:
 SIP Gm is open only into the P-CSCF; the P-CSCF's Mw port (where the core sends mobile-
-terminating requests, trusted as the core) takes only the I-/S-CSCF; I-/S-CSCF take SIP only
-from the CSCFs.
+terminating requests, trusted as the core) takes only the I-/S-CSCF; I-/S-CSCF take SIP from
+the CSCFs and the SIP peers the settings name; Diameter comes in from the HSS/PCRF pods of
+this stack and the Diameter peers the settings name (components/policy.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from . import policy
 from .base import NON_ROOT_UID, DeployContext, NetworkFunctionComponent, non_root_security_context
 from .render import kamailio as render_kamailio
 from .settings import CSCF_ROLES
@@ -233,6 +235,7 @@ class Cscf(NetworkFunctionComponent):
                 if p.name.startswith(names)
             ]
 
+        peers = self.settings.peers
         rules = []
         if self.nf == "pcscf":
             # Gm: UEs reach the P-CSCF from anywhere (through the PGW/UPF).
@@ -246,19 +249,28 @@ class Cscf(NetworkFunctionComponent):
                 )
             )
         else:
+            # Mw between the CSCFs, plus the SIP peers the stack names: application servers
+            # (ISC), BGCF/MGCF/IBCF, other networks reaching the I-CSCF through NAPTR/SRV.
             rules.append(
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(
-                    ports=port_args(("sip",)), from_=self.from_nfs(*CSCF_ROLES)
+                    ports=port_args(("sip",)),
+                    from_=self.from_nfs(*CSCF_ROLES)
+                    + policy.namespace_peers(peers.sip_namespaces)
+                    + policy.cidr_peers(peers.sip_cidrs),
                 )
             )
-        peers = self.from_nfs(*DIAMETER_PEERS[self.nf])
+        # Diameter opened by the HSS (RTR/PPR) or PCRF (ASR/RAR): its pods in this stack, or
+        # where the stack says it runs (a Service address would never match a source).
         for peer in DIAMETER_PEERS[self.nf]:
-            address = self.settings.nf(peer).address
-            if address:
-                peers.append(
-                    k8s.networking.v1.NetworkPolicyPeerArgs(
-                        ip_block=k8s.networking.v1.IPBlockArgs(cidr=f"{address}/32")
-                    )
-                )
-        rules.append(k8s.networking.v1.NetworkPolicyIngressRuleArgs(ports=port_args(("diameter",)), from_=peers))
+            warning = policy.unadmitted_diameter_peer(self.settings, peer)
+            if warning and self.nf != "scscf":  # the I-CSCF already said it for the HSS
+                pulumi.log.warn(warning, resource=self)
+        rules.append(
+            k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                ports=port_args(("diameter",)),
+                from_=self.from_nfs(*DIAMETER_PEERS[self.nf])
+                + policy.namespace_peers(peers.diameter_namespaces)
+                + policy.cidr_peers(peers.diameter_cidrs),
+            )
+        )
         return rules

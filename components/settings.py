@@ -42,6 +42,20 @@ NODEPORT_RANGE = (30000, 32767)
 RTPENGINE_TRANSCODING_CODECS = ("AMR", "AMR-WB", "PCMA", "PCMU", "G722", "G729", "opus", "speex", "GSM")
 PLATFORMS = ("linux/amd64", "linux/arm64")
 MAX_REPLICAS = 20
+# NFs that keep per-call or per-registration state in the pod, or one Diameter identity: a
+# second pod breaks calls, so at most one each (why, for the error message).
+SINGLE_POD_NFS = MappingProxyType(
+    {
+        "pcscf": "UE contacts (lookups come from memory), dialogs and IPsec state live in each pod, so a UE "
+        "registered on one pod cannot call or be called through another",
+        "icscf": "every pod would open Cx to the HSS as the same Diameter peer (the I-CSCF FQDN), and a "
+        "Diameter peer keeps one connection per identity",
+        "scscf": "registrations live in each pod's memory (ims_usrloc_scscf cannot use Valkey), so calls "
+        "reach a pod that never saw the callee register",
+        "rtpengine": "the P-CSCF sends every NG command through the one rtpengine Service address, so the "
+        "offer, answer and delete of one call can land on different pods",
+    }
+)
 MIN_PASSWORD_LENGTH = 16
 # Valkey logical databases, one per client, so no two clients' keys can collide.
 VALKEY_DATABASES = MappingProxyType({"pcscf": 0, "icscf": 1, "scscf": 2, "cgrates": 3})
@@ -119,6 +133,17 @@ class MediaRelay:
 
 
 @dataclass(frozen=True)
+class PolicyPeers:
+    """Who besides this stack's pods may reach the core (NetworkPolicy sources): namespaces
+    (every pod in them) and IPv4 source ranges, per protocol."""
+
+    sip_namespaces: tuple[str, ...] = ()
+    sip_cidrs: tuple[str, ...] = ()
+    diameter_namespaces: tuple[str, ...] = ()
+    diameter_cidrs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     namespace: str
@@ -135,6 +160,7 @@ class Settings:
     valkey_storage: str
     nfs: Mapping[str, NetworkFunction]
     media: MediaRelay
+    peers: PolicyPeers = field(default_factory=PolicyPeers)
     valkey_databases: Mapping[str, int] = field(default_factory=lambda: VALKEY_DATABASES)
     # A plain str in tests, a secret pulumi.Output under the engine; never rendered into a ConfigMap.
     valkey_password: Any = field(default=None, repr=False, compare=False)
@@ -264,10 +290,14 @@ def _zone_clashes(ims_domain: str, epc_domain: str, errors: list[str]) -> None:
                 )
 
 
-def _replicas(key: str, value: Any, errors: list[str]) -> int:
+def _replicas(nf: str, value: Any, errors: list[str]) -> int:
+    key = f"{nf}Replicas"
     if value is None:
         return 1
-    _check(1 <= value <= MAX_REPLICAS, errors, f"{key} = {value}: must be between 1 and {MAX_REPLICAS}")
+    if nf in SINGLE_POD_NFS:
+        _check(value == 1, errors, f"{key} = {value}: must be 1; {SINGLE_POD_NFS[nf]}")
+    else:
+        _check(1 <= value <= MAX_REPLICAS, errors, f"{key} = {value}: must be between 1 and {MAX_REPLICAS}")
     return value
 
 
@@ -322,6 +352,41 @@ def _media_relay(v: Mapping[str, Any], variant: str, errors: list[str]) -> Media
         port_max=high if isinstance(high, int) else 0,
         advertise_address=advertise,
         transcoding_codecs=tuple(str(c) for c in codecs),
+    )
+
+
+def _namespaces(key: str, value: Any, errors: list[str]) -> tuple[str, ...]:
+    names = [] if value is None else value
+    bad = [n for n in names if not (isinstance(n, str) and _LABEL.match(n))]
+    if bad:
+        errors.append(
+            f"{key} = {names!r}: {', '.join(map(repr, bad))} not a namespace name (DNS-1123 label: 1-63 lowercase "
+            "letters, digits or '-')"
+        )
+    if len(set(map(str, names))) != len(names):
+        errors.append(f"{key} = {names!r}: a namespace is listed twice")
+    return tuple(str(n) for n in names)
+
+
+def _cidrs(key: str, value: Any, errors: list[str]) -> tuple[str, ...]:
+    ranges = [] if value is None else value
+    for cidr in ranges:
+        try:
+            network = ipaddress.IPv4Network(str(cidr), strict=False)
+        except ValueError:
+            errors.append(f"{key} = {ranges!r}: {cidr!r} is not an IPv4 range such as 192.0.2.0/24 or 192.0.2.7/32")
+            continue
+        if str(network) != str(cidr):
+            errors.append(f"{key} = {ranges!r}: {cidr!r} has host bits set or no prefix length; write {str(network)!r}")
+    return tuple(str(c) for c in ranges)
+
+
+def _policy_peers(v: Mapping[str, Any], errors: list[str]) -> PolicyPeers:
+    return PolicyPeers(
+        sip_namespaces=_namespaces("sipPeerNamespaces", v["sipPeerNamespaces"], errors),
+        sip_cidrs=_cidrs("sipPeerCidrs", v["sipPeerCidrs"], errors),
+        diameter_namespaces=_namespaces("diameterPeerNamespaces", v["diameterPeerNamespaces"], errors),
+        diameter_cidrs=_cidrs("diameterPeerCidrs", v["diameterPeerCidrs"], errors),
     )
 
 
@@ -400,6 +465,7 @@ def from_mapping(
     )
 
     media = _media_relay(v, variant, errors)
+    peers = _policy_peers(v, errors)
 
     storage = v["valkeyStorage"] or ""
     _check(
@@ -433,7 +499,7 @@ def from_mapping(
             seen_addresses[address] = name
         replicas, resources = 0, None
         if name in DEPLOYED_NFS:
-            replicas = 1 if name == "valkey" else _replicas(f"{name}Replicas", v[f"{name}Replicas"], errors)
+            replicas = 1 if name == "valkey" else _replicas(name, v[f"{name}Replicas"], errors)
             cpu, memory = v[f"{name}Cpu"] or "", v[f"{name}Memory"] or ""
             _check(bool(_CPU.match(cpu)), errors, f"{name}Cpu = {cpu!r}: must be a CPU quantity such as 250m or 1")
             _check(
@@ -473,6 +539,7 @@ def from_mapping(
         valkey_storage=storage,
         nfs=MappingProxyType(nfs),
         media=media,
+        peers=peers,
         valkey_password=secret(password) if secret else password,
     )
 

@@ -69,11 +69,12 @@ def test_second_preview_reports_no_changes(workspace):
     workspace.timed("no-change preview", "preview", "--expect-no-changes")
 
 
-def test_replica_change_previews_only_the_pcscf_deployment(workspace):
-    workspace.pulumi("config", "set", "pcscfReplicas", "2")
-    assert changed(workspace.preview_steps()) == {"pcscf-deployment": {"update"}}
+def test_replica_change_previews_only_the_ims_dns_deployment(workspace):
+    # The IMS DNS is stateless: the one NF that scales (the CSCFs and rtpengine must stay at 1).
+    workspace.pulumi("config", "set", "corednsReplicas", "3")
+    assert changed(workspace.preview_steps()) == {"coredns-deployment": {"update"}}
     workspace.timed("update", "up", "--yes", "--skip-preview")
-    assert available(workspace, "pcscf") == (2, 2)
+    assert available(workspace, "coredns") == (3, 3)
 
 
 def test_ims_domain_change_previews_the_cscfs_and_dns_only(workspace):

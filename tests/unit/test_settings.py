@@ -49,8 +49,8 @@ def test_nf_fqdns_and_diameter_realms():
 
 
 def test_config_strings_from_the_cli_are_typed():
-    s = settings(pcscfReplicas="3", pcscfIpsec="false", imageBuild="false", imagePush="false")
-    assert s.nf("pcscf").replicas == 3
+    s = settings(corednsReplicas="3", pcscfIpsec="false", imageBuild="false", imagePush="false")
+    assert s.nf("coredns").replicas == 3
     assert s.pcscf_ipsec is False
     assert s.images.build is False
 
@@ -84,7 +84,13 @@ INVALID = [
     ({"epcDomain": "EPC.Example.net"}, "epcDomain = 'EPC.Example.net': must be a lowercase DNS name"),
     ({"imsDomain": "core.example.net", "epcDomain": "core.example.net"}, "the IMS and EPC domains must differ"),
     ({"rtpengineVariant": "debian"}, "rtpengineVariant = 'debian': must be one of alpine, ubuntu"),
-    ({"pcscfReplicas": "0"}, "pcscfReplicas = 0: must be between 1 and 20"),
+    ({"corednsReplicas": "0"}, "corednsReplicas = 0: must be between 1 and 20"),
+    ({"corednsReplicas": "21"}, "corednsReplicas = 21: must be between 1 and 20"),
+    ({"pcscfReplicas": "0"}, "pcscfReplicas = 0: must be 1; UE contacts (lookups come from memory), dialogs and IPsec"),
+    ({"pcscfReplicas": "2"}, "pcscfReplicas = 2: must be 1; UE contacts (lookups come from memory), dialogs and IPsec"),
+    ({"icscfReplicas": "2"}, "icscfReplicas = 2: must be 1; every pod would open Cx to the HSS as the same Diameter peer"),
+    ({"scscfReplicas": "2"}, "scscfReplicas = 2: must be 1; registrations live in each pod's memory"),
+    ({"rtpengineReplicas": "2"}, "rtpengineReplicas = 2: must be 1; the P-CSCF sends every NG command through the one"),
     ({"scscfReplicas": "three"}, "scscfReplicas = 'three': must be a whole number"),
     ({"pcscfIpsec": "yes"}, "pcscfIpsec = 'yes': must be a boolean, true or false"),
     ({"icscfCpu": "2 cores"}, "icscfCpu = '2 cores': must be a CPU quantity"),

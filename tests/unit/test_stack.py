@@ -157,9 +157,10 @@ def test_fixed_addresses_become_cluster_ips():
 
 
 def test_replicas_and_resources_follow_settings():
-    run = run_program({"pcscfReplicas": "3", "pcscfCpu": "1", "pcscfMemory": "1Gi"})
+    run = run_program({"corednsReplicas": "3", "pcscfCpu": "1", "pcscfMemory": "1Gi"})
+    assert run.mocks.named("coredns-deployment").inputs["spec"]["replicas"] == 3
     pcscf = run.mocks.named("pcscf-deployment")
-    assert pcscf.inputs["spec"]["replicas"] == 3
+    assert pcscf.inputs["spec"]["replicas"] == 1
     assert container(pcscf)["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
 
 
