@@ -1,4 +1,4 @@
-"""A throw-away network namespace with its own hosts file: how test daemons resolve names.
+"""A throw-away network namespace with its own resolv.conf and hosts file.
 
 `ip netns exec NAME cmd` runs `cmd` in the namespace and bind-mounts /etc/netns/NAME/hosts
 and /etc/netns/NAME/resolv.conf over the machine's, so Kamailio (getaddrinfo for advertised
@@ -6,8 +6,9 @@ names, Path/Service-Route hosts, cdp peers) resolves our FQDNs without touching 
 Only loopback exists inside: every 127.0.0.x address is usable and nothing collides with
 other engineers' daemons on the host.
 
-Name resolution lives here only; switching to a CoreDNS serving the rendered zone means
-writing `resolv.conf` (nameserver) instead of `hosts`.
+The live tier names a CoreDNS serving the rendered zones as the namespace's nameserver and
+leaves the hosts file with localhost only (`hosts={}`); the render tier's `kamailio -c`,
+which needs names but no DNS server, puts the stack's FQDNs in the hosts file (`hosts_for`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Live tier fixtures: the product's rendered configs run by real daemons on loopback.
 
-One network namespace per session (tests/netns.py: its hosts file is the resolver), and in
-it: redis-server standing in for Valkey, rtpengine (userspace), the Cx HSS test double (in
+One network namespace per session whose only resolver is the IMS DNS (CoreDNS serving the
+rendered zones, fixture `netns`), and in it: redis-server standing in for Valkey, rtpengine (userspace), the Cx HSS test double (in
 this process, its sockets opened inside the namespace), and Kamailio as P-, I- and S-CSCF
 with the files `components.render.kamailio` renders for the loopback profile. SIPp UEs enter
 through the P-CSCF.
@@ -466,3 +466,20 @@ def core(live_settings, netns, workdir, valkey, rtpengine, hss, pcrf, users) -> 
     finally:
         for daemon in c.kamailio.values():
             daemon.stop()
+
+
+# --- the test doubles' own failures -------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def test_doubles_without_errors(request):
+    """A failure inside the HSS or PCRF double (logged, and answered DIAMETER_UNABLE_TO_COMPLY
+    so Kamailio is not left waiting) fails the test during which it happened."""
+    yield
+    found = {}
+    for name in ("hss", "pcrf"):
+        if name in request.fixturenames:
+            errors = request.getfixturevalue(name).take_errors()
+            if errors:
+                found[name] = errors
+    assert not found, f"test double errors: {found}"

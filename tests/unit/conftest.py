@@ -25,6 +25,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def __init__(self):
         self.resources: list[pulumi.runtime.MockResourceArgs] = []
+        # Logical name -> the outputs handed back (what the mocks invent, e.g. a ClusterIP).
+        self.outputs: dict[str, dict] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append(args)
@@ -45,6 +47,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["spec"] = spec
         if args.typ == "docker:index/image:Image":
             outputs["repoDigest"] = f"{args.inputs['imageName'].rsplit(':', 1)[0]}@sha256:{'ab' * 32}"
+        self.outputs[args.name] = outputs
         return [f"{args.name}_id", outputs]
 
     def call(self, args: pulumi.runtime.MockCallArgs):

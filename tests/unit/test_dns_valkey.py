@@ -51,6 +51,8 @@ def test_dev_zone_has_an_a_record_for_every_nf_at_its_assigned_cluster_ip(dev_ru
     addresses = {nf: records(ims, f"{nf}.{IMS}", "A") for nf in IMS_NFS}
     assert all(len(a) == 1 for a in addresses.values()), addresses
     assert len(set().union(*addresses.values())) == len(IMS_NFS), "two NFs share an address"
+    for nf in IMS_NFS:
+        assert addresses[nf] == {dev_run.mocks.outputs[f"{nf}-service"]["spec"]["clusterIP"]}, nf
     assert addresses["pcscf"] == {resolve(dev_run.outputs["pcscfAddress"])}
     assert addresses["coredns"] == records(ims, f"ns.{IMS}", "A") == {resolve(dev_run.outputs["imsDnsAddress"])}
 
