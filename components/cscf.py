@@ -123,6 +123,15 @@ class Cscf(NetworkFunctionComponent):
             name="kamailio",
             image=ctx.images.reference("kamailio"),
             args=["-DD", "-E", "-f", f"{CONFIG_DIR}/kamailio.cfg"],
+            # The pod's address, for defines.cfg (render_kamailio.POD_IP_ENV).
+            env=[
+                k8s.core.v1.EnvVarArgs(
+                    name=render_kamailio.POD_IP_ENV,
+                    value_from=k8s.core.v1.EnvVarSourceArgs(
+                        field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="status.podIP")
+                    ),
+                )
+            ],
             ports=container_ports,
             resources=self.resources(),
             security_context=security,

@@ -29,6 +29,9 @@ DIAMETER_PORT = 3868
 IPSEC_CLIENT_PORT = 5100
 IPSEC_SERVER_PORT = 6100
 VALKEY_PORT = 6379
+# Environment variable with the pod's own address (Kubernetes downward API, status.podIP),
+# which the P-CSCF reads at start-up when the stack gives it no fixed address.
+POD_IP_ENV = "POD_IP"
 
 CONFIG_DIR = "/etc/kamailio"
 SHIPPED = ROOT / "config" / "kamailio"
@@ -112,10 +115,13 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
             ]
         if settings.pcscf_rx:
             lines += ["#!define WITH_RX", f"#!substdef \"!PCRF_REALM!{settings.nf('pcrf').realm}!g\""]
+            # ims_qos af_signaling_ip: the P-CSCF's own address in the AF signalling flows of
+            # the registration AAR (the module default, 127.0.0.1, would have the PCRF gate
+            # the wrong flows): the fixed address, else the pod's, read when Kamailio starts.
             if nf.address:
-                # ims_qos af_signaling_ip: the address UEs reach the P-CSCF on, for the AF
-                # signalling flows (without a fixed address the module default remains).
                 lines.append(f'#!define AF_SIGNALING_IP "{nf.address}"')
+            else:
+                lines.append(f"#!defenvs AF_SIGNALING_IP={POD_IP_ENV}")
     return "\n".join(lines) + "\n"
 
 

@@ -47,6 +47,8 @@ ZONE_ADDRESSES = {
     "rtpengine": "10.96.0.40",
     "coredns": "10.96.0.53",
 }
+# The pod's own address (downward API status.podIP, env POD_IP), unlike the Service's above.
+POD_ADDRESS = "10.244.0.11"
 READY_TIMEOUT = 10.0
 # "Stays up": still running, and still ready, this long after it first became ready.
 STAY_UP_SECONDS = 1.0
@@ -97,13 +99,18 @@ def render_config(settings, role: str, config_dir: Path) -> Path:
     return config_dir / "kamailio.cfg"
 
 
+def kamailio_argv(cfg: Path) -> list[str]:
+    """The container's arguments (components/cscf.py) and its downward-API environment."""
+    return ["env", f"{render_kamailio.POD_IP_ENV}={POD_ADDRESS}", shutil.which("kamailio"), "-DD", "-E", "-f", str(cfg)]
+
+
 @pytest.fixture
 def pod(request, settings, busybox_path, tmp_path):
     """One role's network namespace with its resolver and Valkey; yields (role, ns, start)."""
     role = request.param
     ns = NetNamespace(f"k8s{role}{os.getpid() % 100000}", hosts={}, nameserver=ZONE_ADDRESSES["coredns"]).create()
     try:
-        for address in ZONE_ADDRESSES.values():
+        for address in (*ZONE_ADDRESSES.values(), POD_ADDRESS):
             subprocess.run(["ip", "-n", ns.name, "addr", "add", f"{address}/32", "dev", "lo"], check=True)
         # The Valkey server binds the address the zone names (its own settings say only that).
         valkey = Valkey(
@@ -118,11 +125,7 @@ def pod(request, settings, busybox_path, tmp_path):
             try:
                 cfg = render_config(settings, role, tmp_path / "kamailio")
                 # The container's arguments (components/cscf.py), with the config where we wrote it.
-                kamailio = Daemon(
-                    f"kamailio {role} (Kubernetes shape)",
-                    [shutil.which("kamailio"), "-DD", "-E", "-f", str(cfg)],
-                    tmp_path / f"kamailio-{role}.log",
-                )
+                kamailio = Daemon(f"kamailio {role} (Kubernetes shape)", kamailio_argv(cfg), tmp_path / f"kamailio-{role}.log")
                 try:
                     yield role, ns, kamailio
                 finally:
@@ -158,3 +161,89 @@ def test_kubernetes_config_starts_and_probe_tracks_it(pod, busybox_path):
     after = probe(ns, busybox_path)
     assert after.returncode != 0, f"the probe passed after {role} was stopped"
     assert "no SIP answer" in after.stderr
+
+
+# --- Rx: the signalling flows name the P-CSCF's own address --------------------------------
+
+PCRF_ADDRESS = "10.96.0.21"
+UE_ADDRESS = "10.45.0.2"
+
+
+def register_once(ue_address: str, domain: str) -> str:
+    """One initial REGISTER (its AAR is what the test looks at; the I-CSCF is not running)."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1"?>
+<scenario name="register for the signalling AAR">
+  <send>
+    <![CDATA[
+      REGISTER sip:{domain} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      Max-Forwards: 70
+      From: <sip:ue@{domain}>;tag=[pid]reg
+      To: <sip:ue@{domain}>
+      Call-ID: [call_id]
+      CSeq: 1 REGISTER
+      Contact: <sip:ue@{ue_address}:[local_port]>;expires=600
+      Expires: 600
+      Authorization: Digest username="ue@{domain}", realm="{domain}", nonce="", uri="sip:{domain}", response=""
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="504" timeout="20000"/>
+</scenario>
+"""
+
+
+def test_registration_aar_names_the_pcscf_pod_address(settings, busybox_path, tmp_path):
+    """Without a fixed pcscfAddress the P-CSCF's signalling flows carry the pod's address
+    (POD_IP), never 127.0.0.1: the PCRF gates what the UE really sends to the P-CSCF."""
+    from tests.doubles.rx_pcrf import RxPcrfTestDouble
+
+    addresses = {**ZONE_ADDRESSES, "pcrf": PCRF_ADDRESS}
+    ns = NetNamespace(f"k8srx{os.getpid() % 100000}", hosts={}, nameserver=addresses["coredns"]).create()
+    pcrf = RxPcrfTestDouble(
+        origin_host=settings.nf("pcrf").fqdn, origin_realm=settings.nf("pcrf").realm,
+        bind_address=PCRF_ADDRESS, port=render_kamailio.DIAMETER_PORT,
+    )
+    try:
+        for address in (*addresses.values(), POD_ADDRESS, UE_ADDRESS):
+            subprocess.run(["ip", "-n", ns.name, "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+        valkey = Valkey(
+            stack_settings("kubernetes", valkeyAddress=ZONE_ADDRESSES["valkey"]), TEST_VALKEY_PASSWORD,
+            tmp_path / "valkey", netns=ns,
+        )
+        valkey.render()
+        with coredns_daemon.serving(settings, tmp_path / "dns", netns=ns, addresses=addresses):
+            valkey.start()
+            with ns.entered():
+                pcrf.start()
+            cfg = render_config(settings, "pcscf", tmp_path / "kamailio")
+            kamailio = Daemon("kamailio pcscf (Kubernetes shape, Rx)", kamailio_argv(cfg), tmp_path / "kamailio-pcscf-rx.log")
+            try:
+                kamailio.start(ns)
+                pcrf.wait_for_peer(settings.nf("pcscf").fqdn, timeout=15)
+                scenario = tmp_path / "register.xml"
+                scenario.write_text(register_once(UE_ADDRESS, settings.ims_domain), encoding="utf-8")
+                ue = subprocess.Popen(
+                    ns.prefix() + [shutil.which("sipp"), f"{ZONE_ADDRESSES['pcscf']}:{render_kamailio.SIP_PORT}",
+                                   "-sf", str(scenario), "-i", UE_ADDRESS, "-p", "5060", "-m", "1", "-nostdin", "-nd"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+                try:
+                    aar = pcrf.wait_for_request("AAR", timeout=10)
+                finally:
+                    ue.kill()
+                    ue.wait()
+                assert aar.signalling and aar.framed_ip == UE_ADDRESS, aar
+                assert set(aar.flow_descriptions) == {
+                    f"permit out ip from {POD_ADDRESS} {render_kamailio.SIP_PORT} to {UE_ADDRESS} 5060",
+                    f"permit in ip from {UE_ADDRESS} 5060 to {POD_ADDRESS} {render_kamailio.SIP_PORT}",
+                }, (aar, kamailio.tail())
+                assert pcrf.take_errors() == []
+            finally:
+                kamailio.stop()
+                valkey.stop()
+    finally:
+        pcrf.stop()
+        ns.destroy()

@@ -61,7 +61,9 @@ def test_kamailio_accepts_rendered_config(stack, role, kamailio_bin, namespace_o
 
     ns = NetNamespace(f"imsr{os.getpid() % 100000}{role[0]}", hosts_for(settings)).create()
     try:
-        result = ns.run([kamailio_bin, "-c", "-f", str(tmp_path / "kamailio.cfg")], capture_output=True, text=True, timeout=60)
+        # The pod's address comes from the downward API (components/cscf.py); defines.cfg reads it.
+        argv = ["env", f"{render_kamailio.POD_IP_ENV}=10.244.0.11", kamailio_bin, "-c", "-f", str(tmp_path / "kamailio.cfg")]
+        result = ns.run(argv, capture_output=True, text=True, timeout=60)
     finally:
         ns.destroy()
     output = result.stdout + result.stderr
