@@ -244,11 +244,14 @@ class Users:
 def users(live_settings) -> Users:
     domain = live_settings.ims_domain
 
-    def ue(name: str, n: int, k: str) -> sipp.Ue:
-        return sipp.Ue(name=name, impi=f"{name}@{domain}", k=k, op="ims-core-test-op", amf="00", address=f"127.0.0.{100 + n}")
+    def ue(name: str, n: int, k: str, aliases: tuple[str, ...] = ()) -> sipp.Ue:
+        return sipp.Ue(
+            name=name, impi=f"{name}@{domain}", k=k, op="ims-core-test-op", amf="00", address=f"127.0.0.{100 + n}",
+            aliases=aliases,
+        )
 
     u = Users(
-        alice=ue("alice", 1, "alice-secret-k01"),
+        alice=ue("alice", 1, "alice-secret-k01", aliases=(f"sip:alice.office@{domain}",)),
         bob=ue("bob", 2, "bob-secret-key02"),
         carol=ue("carol", 3, "carol-secret-k03"),
         mallory=ue("mallory", 4, "mallory-secret04"),
@@ -278,7 +281,7 @@ def sipp_safe_rand(milenages) -> Callable[[], bytes]:
 def hss(live_settings, netns, users) -> CxHssTestDouble:
     nf = live_settings.nf("hss")
     subscribers = [
-        Subscriber(impi=u.impi, k=u.k.encode(), op=u.op.encode(), amf=u.amf.encode(), impus=[u.impu])
+        Subscriber(impi=u.impi, k=u.k.encode(), op=u.op.encode(), amf=u.amf.encode(), impus=[u.impu, *u.aliases])
         for u in (users.alice, users.bob, users.carol, users.dave)
     ]
     double = CxHssTestDouble(
@@ -370,10 +373,11 @@ class Core:
 
     def sipp(
         self, ue: sipp.Ue, scenario: str, name: str, *, timeout: int = 15, background: bool = False,
-        extra_args: tuple[str, ...] = (),
+        extra_args: tuple[str, ...] = (), target: str | None = None,
     ):
-        """Run SIPp as `ue` against the P-CSCF's Gm port; `extra_args` e.g. ("-t", "t1") or RTP options."""
-        return SippRun(self, ue, scenario, name, timeout, extra_args).start(background)
+        """Run SIPp as `ue` against the P-CSCF's Gm port (or `target`, "address:port");
+        `extra_args` e.g. ("-t", "t1") or RTP options."""
+        return SippRun(self, ue, scenario, name, timeout, extra_args, target=target).start(background)
 
 
 @dataclass
@@ -384,6 +388,7 @@ class SippRun:
     name: str
     timeout: int
     extra_args: tuple[str, ...] = ()
+    target: str | None = None
     proc: subprocess.Popen | None = None
     returncode: int | None = None
     output: str = ""
@@ -395,9 +400,9 @@ class SippRun:
     def start(self, background: bool) -> SippRun:
         scenario = self.core.workdir / f"{self.name}.xml"
         scenario.write_text(self.scenario, encoding="utf-8")
-        pcscf = self.core.settings.nf("pcscf").address
+        target = self.target or f"{self.core.settings.nf('pcscf').address}:{render_kamailio.SIP_PORT}"
         argv = [
-            shutil.which("sipp"), f"{pcscf}:{render_kamailio.SIP_PORT}", "-sf", str(scenario),
+            shutil.which("sipp"), target, "-sf", str(scenario),
             "-i", self.ue.address, "-p", str(self.ue.port), "-m", "1", "-nostdin",
             "-trace_msg", "-message_file", str(self.messages_file),
             "-trace_err", "-error_file", str(self.core.workdir / f"{self.name}.errors"),

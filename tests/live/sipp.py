@@ -20,6 +20,8 @@ class Ue:
     amf: str  # 2 printable characters
     address: str  # the UE's own loopback address
     port: int = 5060
+    # Further IMPUs of the same implicit registration set (the HSS profile lists them).
+    aliases: tuple[str, ...] = ()
 
     @property
     def impu(self) -> str:
