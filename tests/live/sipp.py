@@ -317,3 +317,107 @@ def register_wrong_response(ue: Ue, domain: str, expect_final: str = "403") -> s
   <Reference variables="whole"/>
 </scenario>
 """
+
+
+def call_released(caller: Ue, callee: Ue) -> str:
+    """UAC of a call the network releases once it is answered: INVITE with SDP, 200, ACK,
+    then the network's BYE, answered 200."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1"?>
+<scenario name="call {caller.name} to {callee.name}, released by the network">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:{callee.impi} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      Max-Forwards: 70
+      From: <{caller.impu}>;tag=[pid]rel[call_number]
+      To: <{callee.impu}>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:{caller.name}@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {SDP}
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      [routes]
+      Max-Forwards: 70
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: <sip:{caller.name}@[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+{_answer_bye()}
+</scenario>
+"""
+
+
+def answer_released(callee: Ue) -> str:
+    """UAS of a call the network releases once it is answered: ring, answer with SDP, then
+    the network's BYE (which may overtake the caller's ACK), answered 200."""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1"?>
+<scenario name="answer {callee.name}, released by the network">
+  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ans[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:{callee.name}@[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]ans[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Record-Route:]
+      Contact: <sip:{callee.name}@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      {SDP}
+    ]]>
+  </send>
+  <recv request="ACK" optional="true" next="bye"/>
+{_answer_bye()}
+</scenario>
+"""
+
+
+def _answer_bye() -> str:
+    return """  <label id="bye"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>"""

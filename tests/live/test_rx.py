@@ -6,18 +6,22 @@
 - A call A->B: one AAR per leg whose Media-Component-Description carries the flows of the SDP
   that UE sent and received (the UE's address/port and rtpengine's); the BYE sends an STR for
   each of those sessions.
-- A PCRF refusing the media (Experimental-Result REQUESTED_SERVICE_NOT_AUTHORIZED) gets the
-  caller "488 Sorry no QoS available" at once (ims_dialog, CANCEL towards the callee); the
-  callee's 200 still follows it (strict xfail below).
+- A PCRF refusing the media (Experimental-Result REQUESTED_SERVICE_NOT_AUTHORIZED): the
+  callee's 200 still reaches the caller (a 200 cannot be taken back), and once the ACK
+  confirms the call the P-CSCF releases it with a BYE to each UE carrying a Reason; 200 such
+  calls leave the P-CSCF's transaction and dialog counters where they started.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 from dataclasses import dataclass
 
 import pytest
 
+from tests import debian_root
 from tests.doubles import rx_pcrf
 from tests.live import sipp
 
@@ -34,13 +38,6 @@ def register(core, *ues) -> None:
     for ue in ues:
         run = core.sipp(ue, sipp.register(ue, core.settings.ims_domain), f"register-{ue.name}-rx")
         assert run.returncode == 0, run.explain()
-
-
-def refused_call(caller, callee, code: str) -> str:
-    """UAC: INVITE with SDP; whatever rings, the final answer must be `code` (then ACK)."""
-    invite = sipp.call_refused(caller, callee, "", code)
-    return invite.replace('<recv response="100" optional="true"/>', '<recv response="100" optional="true"/>\n'
-                          '  <recv response="180" optional="true"/>')
 
 
 def test_registration_provisions_the_signalling_flows(core):
@@ -126,8 +123,8 @@ def refused_call_run(core) -> RefusedCall:
     core.pcrf.aar_policy = rx_pcrf.refuse_media(rx_pcrf.REQUESTED_SERVICE_NOT_AUTHORIZED)
     try:
         core.pcrf.clear_requests()
-        callee = core.sipp(bob, sipp.answer(bob), "answer-bob-refused", timeout=3, background=True)
-        caller = core.sipp(alice, refused_call(alice, bob, "488"), "call-refused-by-pcrf", timeout=5)
+        callee = core.sipp(bob, sipp.answer_released(bob), "answer-bob-refused", timeout=10, background=True)
+        caller = core.sipp(alice, sipp.call_released(alice, bob), "call-refused-by-pcrf", timeout=10)
         callee.wait()
         aar = core.pcrf.wait_for_request("AAR", predicate=lambda r: not r.signalling)
     finally:
@@ -135,19 +132,66 @@ def refused_call_run(core) -> RefusedCall:
     return RefusedCall(aar, caller, callee)
 
 
-def test_pcrf_refusing_media_rejects_the_call_with_488(refused_call_run):
+def test_pcrf_refusal_releases_the_answered_call_on_both_sides(refused_call_run):
+    """The 200 reaches the caller (it cannot be taken back), the ACK completes the INVITE,
+    then the P-CSCF sends each UE a BYE with a Reason; each UE answers it, so neither keeps a
+    live dialog."""
     run = refused_call_run
     assert run.aar.result_code == rx_pcrf.REQUESTED_SERVICE_NOT_AUTHORIZED
     assert run.aar.answer.experimental_result == (rx_pcrf.VENDOR_3GPP, rx_pcrf.REQUESTED_SERVICE_NOT_AUTHORIZED)
-    finals = run.caller.received("SIP/2.0 488")
-    assert finals and finals[0].startswith("SIP/2.0 488 Sorry no QoS available"), run.caller.explain()
-    assert any("Reason: SIP;cause=488" in m for m in run.callee.received("CANCEL ")), run.callee.explain()
+    for ue in (run.caller, run.callee):
+        assert ue.returncode == 0, ue.explain()
+        (bye,) = ue.received("BYE ")
+        assert re.search(r"(?m)^Reason: SIP;cause=503;text=", bye), bye
+    assert run.caller.received("SIP/2.0 200"), run.caller.explain()
+    assert not run.caller.received("SIP/2.0 488"), run.caller.explain()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the refusal comes on the callee's 200, which tm still relays after the 488 (RFC 3261 16.7): "
-    "the caller sees 488 then 200, and the callee never gets an ACK; the P-CSCF should end that leg",
-)
-def test_pcrf_refusal_never_connects_the_call(refused_call_run):
-    assert not refused_call_run.caller.received("SIP/2.0 200"), refused_call_run.caller.explain()
+def stats(core, role: str) -> dict[str, int]:
+    """Kamailio's counters (kamcmd stats.get_statistics all) of one role, "group:name" -> value."""
+    sock = f"unix:{core.workdir / role / 'kamailio_ctl'}"
+    out = subprocess.run(
+        core.ns.prefix() + debian_root.command(["kamcmd", "-s", sock, "stats.get_statistics", "all"]),
+        capture_output=True, text=True, timeout=10, check=True,
+    ).stdout
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"(?m)^\s*([\w.-]+:[\w.-]+) = (-?\d+)\s*$", out)}
+
+
+def settled_stats(core, role: str, timeout: float = 20.0) -> dict[str, int]:
+    """`stats` once no finished transaction waits out tm's wait timer (5 s) any more."""
+    deadline = time.monotonic() + timeout
+    current = stats(core, role)
+    while current["tmx:inuse_transactions"] != current["tmx:active_transactions"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = stats(core, role)
+    return current
+
+
+LEAK_CALLS = 200
+LEAK_COUNTERS = ("tmx:active_transactions", "tmx:inuse_transactions", "dialog_ng:active", "dialog_ng:early")
+
+
+def test_refused_calls_leave_no_transaction_or_dialog_behind(core):
+    """200 refused calls: afterwards the P-CSCF's transactions and dialogs are back where they
+    started, and rtpengine holds no session. 4 calls a second (INVITE and ACK: 16 requests in
+    2 s) stays under the P-CSCF's pike limit (32 in 2 s), which would ban the caller."""
+    alice, bob = core.users.alice, core.users.bob
+    register(core, alice, bob)
+    before = settled_stats(core, "pcscf")
+    assert all(name in before for name in LEAK_COUNTERS), " ".join(sorted(before))
+    many = ("-m", str(LEAK_CALLS), "-r", "4", "-l", "10")
+    core.pcrf.aar_policy = rx_pcrf.refuse_media(rx_pcrf.REQUESTED_SERVICE_NOT_AUTHORIZED)
+    try:
+        callee = core.sipp(bob, sipp.answer_released(bob), "answer-bob-refused-many", timeout=90, background=True, extra_args=many)
+        caller = core.sipp(alice, sipp.call_released(alice, bob), "call-refused-many", timeout=90, extra_args=many)
+        callee.wait()
+    finally:
+        core.pcrf.aar_policy = rx_pcrf.accept_all
+    assert caller.returncode == 0, caller.explain()
+    assert callee.returncode == 0, callee.explain()
+    assert len(caller.received("BYE ")) == len(callee.received("BYE ")) == LEAK_CALLS
+
+    after = settled_stats(core, "pcscf")
+    print({n: (before[n], after[n]) for n in LEAK_COUNTERS})
+    assert {n: after[n] for n in LEAK_COUNTERS} == {n: before[n] for n in LEAK_COUNTERS}
+    assert core.rtpengine.ng.command("list").get("calls", []) == []
