@@ -232,6 +232,7 @@ class Users:
     carol: sipp.Ue  # provisioned, for the wrong-key and never-registered cases
     mallory: sipp.Ue  # not provisioned in the HSS
     dave: sipp.Ue  # provisioned; test_isc gives him an iFC towards its application server
+    erin: sipp.Ue  # provisioned; test_registration_expiry lets her registration lapse
     all: list[sipp.Ue] = field(default_factory=list)
 
 
@@ -251,8 +252,9 @@ def users(live_settings) -> Users:
         carol=ue("carol", 3, "carol-secret-k03"),
         mallory=ue("mallory", 4, "mallory-secret04"),
         dave=ue("dave", 5, "dave-secret-key5"),
+        erin=ue("erin", 6, "erin-secret-key6"),
     )
-    u.all = [u.alice, u.bob, u.carol, u.mallory, u.dave]
+    u.all = [u.alice, u.bob, u.carol, u.mallory, u.dave, u.erin]
     return u
 
 
@@ -277,7 +279,7 @@ def hss(live_settings, netns, users) -> CxHssTestDouble:
     nf = live_settings.nf("hss")
     subscribers = [
         Subscriber(impi=u.impi, k=u.k.encode(), op=u.op.encode(), amf=u.amf.encode(), impus=[u.impu, *u.aliases])
-        for u in (users.alice, users.bob, users.carol, users.dave)
+        for u in (users.alice, users.bob, users.carol, users.dave, users.erin)
     ]
     double = CxHssTestDouble(
         subscribers,
