@@ -17,7 +17,12 @@ from tests.live import sipp
 
 def location_rows(core) -> dict[str, str]:
     keys = sorted(core.valkey.cli("pcscf", "--scan", "--pattern", "location:entry::*").split())
-    return {key: core.valkey.cli("pcscf", "HGETALL", key) for key in keys}
+    rows = {}
+    for key in keys:
+        # HGETALL: field, value, field, value ... (one a line); a rewrite may reorder fields.
+        words = core.valkey.cli("pcscf", "HGETALL", key).split("\n")[:-1]
+        rows[key] = dict(zip(words[0::2], words[1::2]))
+    return rows
 
 
 def test_call_succeeds_without_reregistration_after_valkey_and_pcscf_restart(core):
