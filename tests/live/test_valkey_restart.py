@@ -21,7 +21,7 @@ def location_rows(core) -> dict[str, str]:
     for key in keys:
         # HGETALL: field, value, field, value ... (one a line); a rewrite may reorder fields.
         words = core.valkey.cli("pcscf", "HGETALL", key).split("\n")[:-1]
-        rows[key] = dict(zip(words[0::2], words[1::2]))
+        rows[key] = dict(zip(words[0::2], words[1::2], strict=True))
     return rows
 
 
