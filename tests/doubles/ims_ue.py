@@ -141,8 +141,10 @@ class ImsUeTestDouble:
         port_uc, port_us = 31000 + secrets.randbelow(1000) * 2, 0
         port_us = port_uc + 1
         self.sa = SecurityAssociationSet(
-            spi_uc=0x1000 + secrets.randbelow(1 << 30), spi_us=0x1000 + secrets.randbelow(1 << 30),
-            port_uc=port_uc, port_us=port_us,
+            spi_uc=0x1000 + secrets.randbelow(1 << 30),
+            spi_us=0x1000 + secrets.randbelow(1 << 30),
+            port_uc=port_uc,
+            port_us=port_us,
         )
         with enter():
             for port in (SIP_PORT, port_uc, port_us):
@@ -179,7 +181,9 @@ class ImsUeTestDouble:
 
     def response_to(self, cseq_method: str, timeout: float = 30.0, final: bool = True) -> SipMessage:
         def want(m: SipMessage) -> bool:
-            return m.status is not None and (m.get("CSeq") or "").endswith(cseq_method) and (m.status >= 200 or not final)
+            return (
+                m.status is not None and (m.get("CSeq") or "").endswith(cseq_method) and (m.status >= 200 or not final)
+            )
 
         return self.receive(timeout, want=want)
 
@@ -285,13 +289,55 @@ class ImsUeTestDouble:
         for src, dst, sport, dport, spi, direction in flows:
             sel = ["sel", "src", src, "dst", dst, "proto", "udp", "sport", str(sport), "dport", str(dport)]
             self.xfrm(
-                "state", "add", "src", src, "dst", dst, "proto", "esp", "spi", str(spi), "mode", "transport",
-                "auth-trunc", XFRM_AUTH[sa.alg], auth_key, "96", "enc", XFRM_ENC[sa.ealg], enc_key, *sel,
+                "state",
+                "add",
+                "src",
+                src,
+                "dst",
+                dst,
+                "proto",
+                "esp",
+                "spi",
+                str(spi),
+                "mode",
+                "transport",
+                "auth-trunc",
+                XFRM_AUTH[sa.alg],
+                auth_key,
+                "96",
+                "enc",
+                XFRM_ENC[sa.ealg],
+                enc_key,
+                *sel,
             )
             self.xfrm(
-                "policy", "add", "src", f"{src}/32", "dst", f"{dst}/32", "proto", "udp", "sport", str(sport),
-                "dport", str(dport), "dir", direction, "tmpl", "src", src, "dst", dst, "proto", "esp",
-                "spi", str(spi), "mode", "transport", "level", "required",
+                "policy",
+                "add",
+                "src",
+                f"{src}/32",
+                "dst",
+                f"{dst}/32",
+                "proto",
+                "udp",
+                "sport",
+                str(sport),
+                "dport",
+                str(dport),
+                "dir",
+                direction,
+                "tmpl",
+                "src",
+                src,
+                "dst",
+                dst,
+                "proto",
+                "esp",
+                "spi",
+                str(spi),
+                "mode",
+                "transport",
+                "level",
+                "required",
             )
 
     def remove_sas(self) -> None:
@@ -349,8 +395,19 @@ class ImsUeTestDouble:
             f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
         )
 
-    def request(self, method: str, uri: str, to: str, call_id: str, cseq: int, *, tag: str, to_tag: str = "",
-                routes: list[str] = (), body: str = "") -> str:
+    def request(
+        self,
+        method: str,
+        uri: str,
+        to: str,
+        call_id: str,
+        cseq: int,
+        *,
+        tag: str,
+        to_tag: str = "",
+        routes: list[str] = (),
+        body: str = "",
+    ) -> str:
         sa = self.sa
         lines = [
             f"{method} {uri} SIP/2.0",

@@ -66,8 +66,9 @@ class Guest:
     def start(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
         log = self.logs / f"{name}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                    env={**os.environ, **(env or {})})
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+            )
         self.procs.append((name, proc, log))
         return proc
 
@@ -114,11 +115,14 @@ class Guest:
             sock.bind(("127.0.0.1", 0))
             local = sock.getsockname()[1]
             sock.settimeout(0.5)
-            sock.sendto((
-                f"OPTIONS sip:{address}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{branch};rport\r\n"
-                f"Max-Forwards: 2\r\nFrom: <sip:probe@localhost>;tag={branch[:8]}\r\nTo: <sip:{address}:{port}>\r\n"
-                f"Call-ID: {branch}@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-            ).encode(), (address, port))
+            sock.sendto(
+                (
+                    f"OPTIONS sip:{address}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{branch};rport\r\n"
+                    f"Max-Forwards: 2\r\nFrom: <sip:probe@localhost>;tag={branch[:8]}\r\nTo: <sip:{address}:{port}>\r\n"
+                    f"Call-ID: {branch}@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                ).encode(),
+                (address, port),
+            )
             return sock.recvfrom(65535)[0].decode(errors="replace").split("\r\n", 1)[0]
         except OSError:
             return None
@@ -143,27 +147,52 @@ class Guest:
         proc = self.start("valkey", ["valkey-server", str(etc / "valkey" / "valkey.conf")])
         cli = ["valkey-cli", "-h", valkey["address"], "-p", str(valkey["port"])]
         env = {**os.environ, "REDISCLI_AUTH": valkey["password"]}
-        self.wait(lambda: subprocess.run(cli + ["ping"], env=env, capture_output=True, text=True).stdout.strip() == "PONG",
-                  30, "Valkey answering PING", proc)
-        subprocess.run(cli + ["-n", str(valkey["icscf_db"])], env=env, input=(w / "icscf-seed.valkey").read_text(),
-                       capture_output=True, text=True, check=True)
+        self.wait(
+            lambda: subprocess.run(cli + ["ping"], env=env, capture_output=True, text=True).stdout.strip() == "PONG",
+            30,
+            "Valkey answering PING",
+            proc,
+        )
+        subprocess.run(
+            cli + ["-n", str(valkey["icscf_db"])],
+            env=env,
+            input=(w / "icscf-seed.valkey").read_text(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         self.start("rtpengine", ["rtpengine", *sc["rtpengine_args"]])
 
         hss_nf = sc["hss"]
         subscribers = [
-            Subscriber(impi=u["impi"], k=bytes.fromhex(u["k"]), op=bytes.fromhex(u["op"]), amf=bytes.fromhex(u["amf"]),
-                       impus=[u["impu"]])
+            Subscriber(
+                impi=u["impi"],
+                k=bytes.fromhex(u["k"]),
+                op=bytes.fromhex(u["op"]),
+                amf=bytes.fromhex(u["amf"]),
+                impus=[u["impu"]],
+            )
             for u in sc["ues"]
         ]
-        self.hss = CxHssTestDouble(subscribers, origin_host=hss_nf["fqdn"], origin_realm=hss_nf["realm"],
-                                   bind_address=hss_nf["address"], port=hss_nf["port"], mandatory_capabilities=[0])
+        self.hss = CxHssTestDouble(
+            subscribers,
+            origin_host=hss_nf["fqdn"],
+            origin_realm=hss_nf["realm"],
+            bind_address=hss_nf["address"],
+            port=hss_nf["port"],
+            mandatory_capabilities=[0],
+        )
         self.hss.start()
         for role in ("scscf", "icscf", "pcscf"):
             nf = sc["cscf"][role]
             cfg = etc / role / "kamailio.cfg"
             proc = self.start(f"kamailio-{role}", ["kamailio", "-DD", "-E", "-m", "64", "-M", "8", "-f", str(cfg)])
-            self.wait(lambda a=nf["address"]: (self.sip_options(a) or "").startswith("SIP/2.0 200"), 90,
-                      f"{role} answering OPTIONS", proc)
+            self.wait(
+                lambda a=nf["address"]: (self.sip_options(a) or "").startswith("SIP/2.0 200"),
+                90,
+                f"{role} answering OPTIONS",
+                proc,
+            )
             if role != "pcscf":
                 self.hss.wait_for_peer(nf["fqdn"], timeout=60)
 
@@ -202,23 +231,38 @@ class Guest:
         ns = NetNamespace(UE_NS, hosts={})
         made = []
         for u, address in zip(self.sc["ues"], self.sc["net"]["ues"], strict=False):
-            ue = ImsUeTestDouble(name=u["name"], impi=u["impi"], impu=u["impu"], k=bytes.fromhex(u["k"]),
-                                 op=bytes.fromhex(u["op"]), address=address, pcscf=self.sc["net"]["pcscf"],
-                                 domain=self.sc["domain"], netns=UE_NS)
+            ue = ImsUeTestDouble(
+                name=u["name"],
+                impi=u["impi"],
+                impu=u["impu"],
+                k=bytes.fromhex(u["k"]),
+                op=bytes.fromhex(u["op"]),
+                address=address,
+                pcscf=self.sc["net"]["pcscf"],
+                domain=self.sc["domain"],
+                netns=UE_NS,
+            )
             ue.open(ns.entered)
             made.append(ue)
         return made
 
     def registration(self, ue: ImsUeTestDouble) -> None:
         challenge = ue.register_unprotected()
-        self.check(f"{ue.name}: 401 carries Security-Server", bool(challenge.get("Security-Server")),
-                   challenge.get("Security-Server") or challenge.first_line)
+        self.check(
+            f"{ue.name}: 401 carries Security-Server",
+            bool(challenge.get("Security-Server")),
+            challenge.get("Security-Server") or challenge.first_line,
+        )
         nonce, res = ue.take_challenge(challenge)
         core, policies = self.sa_counts(None, ue.address), self.policies(None, ue.address)
         (self.logs / f"xfrm-after-401-{ue.name}.txt").write_text(
-            self.sh("ip", "-s", "xfrm", "state") + self.sh("ip", "xfrm", "policy"))
-        self.check(f"{ue.name}: the P-CSCF made 4 ESP SAs and their policies for the UE at the 401",
-                   len(core) == 4 and policies >= 4, f"SAs (spi: packets) {core}, {policies} policies")
+            self.sh("ip", "-s", "xfrm", "state") + self.sh("ip", "xfrm", "policy")
+        )
+        self.check(
+            f"{ue.name}: the P-CSCF made 4 ESP SAs and their policies for the UE at the 401",
+            len(core) == 4 and policies >= 4,
+            f"SAs (spi: packets) {core}, {policies} policies",
+        )
         ue.install_sas()
         ue._auth = (nonce, res)
         answer = ue.register_protected(nonce, res)
@@ -226,17 +270,22 @@ class Guest:
         self.check_protected(ue, answer, f"{ue.name}: the 200 to the protected REGISTER")
         mine = self.sa_counts(UE_NS, ue.address)
         sa = ue.sa
-        self.check(f"{ue.name}: the REGISTER left and the 200 arrived as ESP (UE's SA counters)",
-                   mine.get(sa.spi_ps, 0) >= 1 and mine.get(sa.spi_uc, 0) + mine.get(sa.spi_us, 0) >= 1,
-                   f"UE SAs (spi: packets) {mine}; out uc->ps spi {sa.spi_ps}, in ps->uc {sa.spi_uc}, pc->us {sa.spi_us}")
+        self.check(
+            f"{ue.name}: the REGISTER left and the 200 arrived as ESP (UE's SA counters)",
+            mine.get(sa.spi_ps, 0) >= 1 and mine.get(sa.spi_uc, 0) + mine.get(sa.spi_us, 0) >= 1,
+            f"UE SAs (spi: packets) {mine}; out uc->ps spi {sa.spi_ps}, in ps->uc {sa.spi_uc}, pc->us {sa.spi_us}",
+        )
 
     def check_protected(self, ue: ImsUeTestDouble, msg: SipMessage, what: str) -> bool:
         """`msg` came from one of the P-CSCF's protected ports to one of the UE's (so over an SA:
         the UE's inbound policies require ESP there)."""
         sa = ue.sa
         pairs = {(sa.port_ps, sa.port_uc), (sa.port_pc, sa.port_us)}
-        return self.check(f"{what} came over the UE's SAs", msg.source[0] == ue.pcscf and (msg.source[1], msg.local_port) in pairs,
-                          f"{msg.first_line} from {msg.source} to port {msg.local_port}; SA port pairs {sorted(pairs)}")
+        return self.check(
+            f"{what} came over the UE's SAs",
+            msg.source[0] == ue.pcscf and (msg.source[1], msg.local_port) in pairs,
+            f"{msg.first_line} from {msg.source} to port {msg.local_port}; SA port pairs {sorted(pairs)}",
+        )
 
     def call(self, alice: ImsUeTestDouble, bob: ImsUeTestDouble) -> None:
         before = self.sa_counts(UE_NS, bob.address)
@@ -268,9 +317,12 @@ class Guest:
         self.check_protected(alice, done, "call: alice's 200 to BYE")
         after = self.sa_counts(UE_NS, bob.address)
         grew = {spi: (before.get(spi, 0), n) for spi, n in after.items()}
-        self.check("call: bob's inbound and outbound ESP counters rose during the call",
-                   after.get(bob.sa.spi_us, 0) > before.get(bob.sa.spi_us, 0)
-                   and after.get(bob.sa.spi_pc, 0) > before.get(bob.sa.spi_pc, 0), f"spi: (before, after) {grew}")
+        self.check(
+            "call: bob's inbound and outbound ESP counters rose during the call",
+            after.get(bob.sa.spi_us, 0) > before.get(bob.sa.spi_us, 0)
+            and after.get(bob.sa.spi_pc, 0) > before.get(bob.sa.spi_pc, 0),
+            f"spi: (before, after) {grew}",
+        )
 
     def unprotected(self, alice: ImsUeTestDouble, stranger: str) -> None:
         """A forged plain request from alice's address and protected client port to her
@@ -296,9 +348,11 @@ class Guest:
         except UeError:
             answered = None
         after = self.xfrm_stat("XfrmInTmplMismatch")
-        self.check("unprotected OPTIONS to a protected port, from the UE's own address and port: dropped by the kernel",
-                   answered is None and (mismatch is None or after - mismatch >= 3),
-                   f"answer: {answered}; XfrmInTmplMismatch {mismatch} -> {after}")
+        self.check(
+            "unprotected OPTIONS to a protected port, from the UE's own address and port: dropped by the kernel",
+            answered is None and (mismatch is None or after - mismatch >= 3),
+            f"answer: {answered}; XfrmInTmplMismatch {mismatch} -> {after}",
+        )
         # From an address with no SA: it reaches Kamailio's protected socket, which must refuse it.
         ue_ns = NetNamespace(UE_NS, hosts={})
         with ue_ns.entered():
@@ -318,8 +372,11 @@ class Guest:
         except OSError:
             reply = None
         sock.close()
-        self.check("unprotected INVITE to a protected port from an address without SAs: refused 403",
-                   reply is not None and reply.startswith("SIP/2.0 403"), f"answer: {reply}")
+        self.check(
+            "unprotected INVITE to a protected port from an address without SAs: refused 403",
+            reply is not None and reply.startswith("SIP/2.0 403"),
+            f"answer: {reply}",
+        )
 
     def deregistration(self, ue: ImsUeTestDouble, others: list[ImsUeTestDouble]) -> None:
         answer = ue.deregister()
@@ -333,11 +390,17 @@ class Guest:
         if left:
             ctl = f"unix:{self.sc['config_dir']}/pcscf/kamailio_ctl"
             contacts = subprocess.run(["kamcmd", "-s", ctl, "ulpcscf.status"], capture_output=True, text=True).stdout
-        self.check(f"{ue.name}: the P-CSCF removed the UE's SAs and policies when the registration ended",
-                   not left and self.policies(None, ue.address) == 0, f"left: {left}; P-CSCF contacts: {contacts[-1500:]}")
+        self.check(
+            f"{ue.name}: the P-CSCF removed the UE's SAs and policies when the registration ended",
+            not left and self.policies(None, ue.address) == 0,
+            f"left: {left}; P-CSCF contacts: {contacts[-1500:]}",
+        )
         for other in others:
-            self.check(f"{ue.name} gone, {other.name}'s SAs stay", len(self.sa_counts(None, other.address)) == 4,
-                       str(self.sa_counts(None, other.address)))
+            self.check(
+                f"{ue.name} gone, {other.name}'s SAs stay",
+                len(self.sa_counts(None, other.address)) == 4,
+                str(self.sa_counts(None, other.address)),
+            )
 
     def run(self) -> int:
         t0 = time.monotonic()
@@ -363,7 +426,9 @@ class Guest:
             for ns in (UE_NS, ROGUE_NS):
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)
             shutil.copytree(self.logs, self.work / "logs", dirs_exist_ok=True)
-        (self.work / "result.json").write_text(json.dumps({"checks": self.checks, "seconds": time.monotonic() - t0}, indent=1))
+        (self.work / "result.json").write_text(
+            json.dumps({"checks": self.checks, "seconds": time.monotonic() - t0}, indent=1)
+        )
         return 0 if self.checks and all(c["ok"] for c in self.checks) else 1
 
 

@@ -46,14 +46,36 @@ def boot(work: Path, *, timeout: float, memory_mb: int = 1024, cpus: int = 2) ->
     image = require_image()
     console = work / "console.log"
     argv = [
-        "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", str(cpus), "-m", str(memory_mb),
-        "-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot",
-        "-serial", f"file:{console}",
-        "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
-        "-append", "root=/dev/vda rw console=ttyS0 init=/sbin/ims-vm-init panic=-1 quiet",
-        "-drive", f"file={image / 'root.ext4'},format=raw,if=virtio,snapshot=on",
-        "-virtfs", f"local,path={ROOT},mount_tag=repo,security_model=none,readonly=on",
-        "-virtfs", f"local,path={work},mount_tag=work,security_model=none",
+        "qemu-system-x86_64",
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-smp",
+        str(cpus),
+        "-m",
+        str(memory_mb),
+        "-nic",
+        "none",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-serial",
+        f"file:{console}",
+        "-kernel",
+        str(image / "vmlinuz"),
+        "-initrd",
+        str(image / "initrd.img"),
+        "-append",
+        "root=/dev/vda rw console=ttyS0 init=/sbin/ims-vm-init panic=-1 quiet",
+        "-drive",
+        f"file={image / 'root.ext4'},format=raw,if=virtio,snapshot=on",
+        "-virtfs",
+        f"local,path={ROOT},mount_tag=repo,security_model=none,readonly=on",
+        "-virtfs",
+        f"local,path={work},mount_tag=work,security_model=none",
     ]
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -68,5 +90,9 @@ def boot(work: Path, *, timeout: float, memory_mb: int = 1024, cpus: int = 2) ->
     returncode = int(rc_file.read_text().strip()) if rc_file.is_file() else None
     text = console.read_text(errors="replace") if console.is_file() else ""
     run_log = work / "run.log"
-    return Boot(returncode, seconds, text + out.decode(errors="replace"),
-                run_log.read_text(errors="replace") if run_log.is_file() else "")
+    return Boot(
+        returncode,
+        seconds,
+        text + out.decode(errors="replace"),
+        run_log.read_text(errors="replace") if run_log.is_file() else "",
+    )

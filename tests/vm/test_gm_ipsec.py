@@ -53,16 +53,24 @@ def write(path: Path, text: str) -> None:
 
 def scenario(work: Path) -> dict:
     """Renders every file the guest runs into `work`; returns scenario.json's content."""
-    settings = loopback_settings(stack="vm", pcscfIpsec=True, pcscfRx=False, pcscfAddress=PCSCF_GM)
+    settings = loopback_settings(
+        stack="vm", pcscfIpsec=True, pcscfGmExposure="hostNetwork", pcscfRx=False, pcscfAddress=PCSCF_GM
+    )
     for role in CSCF_ROLES:
         config_dir = f"{GUEST_CONFIG}/{role}"
         files = render_kamailio.render(settings, role, config_dir=config_dir, bind_address=True)
         files.update(render_kamailio.render_secrets(settings, role, TEST_VALKEY_PASSWORD))
         for rel, text in files.items():
-            write(work / "etc" / role / rel, text + ("#!define LOG_LEVEL 3\n" if os.environ.get("IMS_VM_DEBUG") == role and rel == "defines.cfg" else ""))
+            write(
+                work / "etc" / role / rel,
+                text
+                + ("#!define LOG_LEVEL 3\n" if os.environ.get("IMS_VM_DEBUG") == role and rel == "defines.cfg" else ""),
+            )
     write(work / "icscf-seed.valkey", render_kamailio.icscf_seed_script(settings))
     valkey = settings.nf("valkey")
-    conf = render_valkey.render(settings, bind=valkey.address, data_dir="/tmp", secret_dir=f"{GUEST_CONFIG}/valkey/secret")
+    conf = render_valkey.render(
+        settings, bind=valkey.address, data_dir="/tmp", secret_dir=f"{GUEST_CONFIG}/valkey/secret"
+    )
     write(work / "etc" / "valkey" / "valkey.conf", conf["valkey.conf"])
     for name, text in render_valkey.render_secrets(TEST_VALKEY_PASSWORD).items():
         write(work / "etc" / "valkey" / "secret" / name, text)
@@ -76,15 +84,26 @@ def scenario(work: Path) -> dict:
         "domain": settings.ims_domain,
         "hosts": hosts,
         "net": {"pcscf": PCSCF_GM, "ues": UE_ADDRESSES, "stranger": STRANGER},
-        "valkey": {"address": valkey.address, "port": render_valkey.VALKEY_PORT, "password": TEST_VALKEY_PASSWORD,
-                   "icscf_db": settings.valkey_databases["icscf"]},
-        "rtpengine_args": render_rtpengine.daemon_args(rtp, settings.media.advertise_address,
-                                                        config_dir=f"{GUEST_CONFIG}/rtpengine"),
+        "valkey": {
+            "address": valkey.address,
+            "port": render_valkey.VALKEY_PORT,
+            "password": TEST_VALKEY_PASSWORD,
+            "icscf_db": settings.valkey_databases["icscf"],
+        },
+        "rtpengine_args": render_rtpengine.daemon_args(
+            rtp, settings.media.advertise_address, config_dir=f"{GUEST_CONFIG}/rtpengine"
+        ),
         "hss": {"fqdn": hss.fqdn, "realm": hss.realm, "address": hss.address, "port": render_kamailio.DIAMETER_PORT},
         "cscf": {role: {"address": settings.nf(role).address, "fqdn": settings.nf(role).fqdn} for role in CSCF_ROLES},
         "ues": [
-            {"name": name, "impi": f"{name}@{settings.ims_domain}", "impu": f"sip:{name}@{settings.ims_domain}",
-             "k": k, "op": op, "amf": "8000"}
+            {
+                "name": name,
+                "impi": f"{name}@{settings.ims_domain}",
+                "impu": f"sip:{name}@{settings.ims_domain}",
+                "k": k,
+                "op": op,
+                "amf": "8000",
+            }
             for name, k, op in UES
         ],
         "sa_removal_timeout": 40,
@@ -100,7 +119,10 @@ def guest_run(tmp_path_factory) -> tuple[dict, qemu.Boot, Path]:
     os.chmod(work, 0o755)
     sc = scenario(work)
     write(work / "scenario.json", json.dumps(sc, indent=1))
-    write(work / "run.sh", f"cd /ims/repo\nPYTHONPATH=/ims/repo PYTHONDONTWRITEBYTECODE=1 exec python3 -m tests.vm.guest_gm_ipsec {GUEST_WORK}\n")
+    write(
+        work / "run.sh",
+        f"cd /ims/repo\nPYTHONPATH=/ims/repo PYTHONDONTWRITEBYTECODE=1 exec python3 -m tests.vm.guest_gm_ipsec {GUEST_WORK}\n",
+    )
     result = qemu.boot(work, timeout=BOOT_TIMEOUT)
     FIGURES.append(f"vm tier: Gm IPsec guest booted, ran and powered off in {result.seconds:.0f} s (qemu TCG)")
     path = work / "result.json"
@@ -112,7 +134,10 @@ def _explain(result: qemu.Boot, work: Path) -> str:
     logs = []
     for log in sorted((work / "logs").glob("*.log")) if (work / "logs").is_dir() else []:
         logs.append(f"--- {log.name} (last 60 lines)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-60:]))
-    return f"guest exit {result.returncode}\n--- run.log\n{result.run_log[-8000:]}\n--- console\n{result.console[-3000:]}\n" + "\n".join(logs)
+    return (
+        f"guest exit {result.returncode}\n--- run.log\n{result.run_log[-8000:]}\n--- console\n{result.console[-3000:]}\n"
+        + "\n".join(logs)
+    )
 
 
 EXPECTED = [
@@ -144,7 +169,9 @@ EXPECTED = [
 def test_guest_ran_every_check_and_all_passed(guest_run):
     checks, result, work = guest_run
     failed = [c for c in checks["checks"] if not c["ok"]]
-    assert result.returncode == 0 and not failed, "\n".join(f"{c['name']}: {c['detail']}" for c in failed) + "\n" + _explain(result, work)
+    assert result.returncode == 0 and not failed, (
+        "\n".join(f"{c['name']}: {c['detail']}" for c in failed) + "\n" + _explain(result, work)
+    )
     done = {c["name"] for c in checks["checks"]}
     assert set(EXPECTED) <= done, f"checks that never ran: {sorted(set(EXPECTED) - done)}\n" + _explain(result, work)
 
