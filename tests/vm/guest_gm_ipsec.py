@@ -263,6 +263,16 @@ class Guest:
             len(core) == 4 and policies >= 4,
             f"SAs (spi: packets) {core}, {policies} policies",
         )
+        algorithms = [
+            (block.count("auth-trunc hmac(sha1)"), block.count("enc cbc(aes)"))
+            for block in re.split(r"(?m)^(?=src )", self.sh("ip", "xfrm", "state"))
+            if ue.address in block.split("\n", 1)[0]
+        ]
+        self.check(
+            f"{ue.name}: the P-CSCF's SAs encrypt (AES-CBC with CK) and authenticate (HMAC-SHA-1-96 with IK)",
+            len(algorithms) == 4 and all(a == (1, 1) for a in algorithms),
+            f"(auth, enc) per SA: {algorithms}",
+        )
         ue.install_sas()
         ue._auth = (nonce, res)
         answer = ue.register_protected(nonce, res)
@@ -350,7 +360,7 @@ class Guest:
         after = self.xfrm_stat("XfrmInTmplMismatch")
         self.check(
             "unprotected OPTIONS to a protected port, from the UE's own address and port: dropped by the kernel",
-            answered is None and (mismatch is None or after - mismatch >= 3),
+            answered is None and mismatch is not None and after - mismatch >= 3,
             f"answer: {answered}; XfrmInTmplMismatch {mismatch} -> {after}",
         )
         # From an address with no SA: it reaches Kamailio's protected socket, which must refuse it.

@@ -8,7 +8,8 @@ starts them with the Cx HSS double and drives two UE doubles (tests/doubles/ims_
 sec-agree, a call, unprotected requests to a protected port and de-registration; every check it
 made comes back in result.json and is asserted here one by one.
 
-Rx is off in this profile: the PCRF double is not what this test is about (the live tier covers
+IMS_VM_DEBUG=<role> renders that role with Kamailio's debug log level (the logs come back in the
+failure report). Rx is off in this profile: the PCRF double is not what this test is about (the live tier covers
 Rx), and the P-CSCF config is the same file with or without it.
 """
 
@@ -27,6 +28,7 @@ from components.settings import CSCF_ROLES
 from tests.figures import FIGURES
 from tests.netns import hosts_for
 from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
+from tests.tooling import missing
 from tests.vm import qemu
 
 pytestmark = pytest.mark.vm
@@ -113,7 +115,7 @@ def scenario(work: Path) -> dict:
 @pytest.fixture(scope="module")
 def guest_run(tmp_path_factory) -> tuple[dict, qemu.Boot, Path]:
     if os.geteuid() != 0:
-        pytest.skip("the vm tier shares files over 9p as root (security_model=none)")
+        missing("root", "run the vm tier as root (qemu shares files over 9p with security_model=none)")
     qemu.require_image()
     work = tmp_path_factory.mktemp("vm-gm-ipsec")
     os.chmod(work, 0o755)
@@ -143,6 +145,7 @@ def _explain(result: qemu.Boot, work: Path) -> str:
 EXPECTED = [
     "alice: 401 carries Security-Server",
     "alice: the P-CSCF made 4 ESP SAs and their policies for the UE at the 401",
+    "alice: the P-CSCF's SAs encrypt (AES-CBC with CK) and authenticate (HMAC-SHA-1-96 with IK)",
     "alice: protected REGISTER answered 200",
     "alice: the 200 to the protected REGISTER came over the UE's SAs",
     "alice: the REGISTER left and the 200 arrived as ESP (UE's SA counters)",
