@@ -8,8 +8,9 @@ namespace, like a pod: the loopback, plus the addresses the zone names (stand-in
 Services' ClusterIPs) on it, the product's CoreDNS zones as its resolver and a Valkey at the
 address the zone gives `valkey`.
 
-The stack keeps its defaults, IPsec and Rx on: ims_ipsec_pcscf loads (root in the namespace
-can use xfrm), and the PCRF and HSS, which a default stack gives no address, simply get no A
+The stack has Rx (the default) and IPsec (off by default) on, with the pod's address in POD_IP as
+the downward API gives it: ims_ipsec_pcscf loads and opens its protected ports there (root in
+the namespace can use xfrm), and the PCRF and HSS, which a default stack gives no address, simply get no A
 record; cdp logs that and Kamailio starts all the same. Nothing is turned off. Kamailio is the
 image's minor (6.0, from the Debian 13 root). Not reproduced: the pod's user and capabilities
 (here everything runs as root).
@@ -59,9 +60,9 @@ STAY_UP_SECONDS = 1.0
 @pytest.fixture(scope="module")
 def settings():
     """A Kubernetes stack's settings: the defaults, no fixed addresses."""
-    s = stack_settings("kubernetes")
+    s = stack_settings("kubernetes", pcscfIpsec=True, pcscfGmExposure="hostNetwork")
     assert not any(s.nf(role).address for role in CSCF_ROLES)
-    assert s.pcscf_ipsec and s.pcscf_rx, "the default stack has IPsec and Rx on"
+    assert s.pcscf_ipsec and s.pcscf_rx, "IPsec (not a default) and Rx on"
     return s
 
 

@@ -29,6 +29,7 @@ STACKS = {
         "mnc3", mcc="310", mnc="260", imsDomain="ims.example.net", epcDomain="epc.example.net"
     ),
     "ipsec-rx-off": lambda: stack_settings("plain", pcscfIpsec=False, pcscfRx=False),
+    "ipsec-host-network": lambda: stack_settings("ipsec", pcscfIpsec=True, pcscfGmExposure="hostNetwork"),
     "loopback": lambda: loopback_settings(),
 }
 
@@ -63,14 +64,13 @@ def test_kamailio_accepts_rendered_config(stack, role, kamailio_bin, namespace_o
 
     ns = NetNamespace(f"imsr{os.getpid() % 100000}{role[0]}", hosts_for(settings)).create()
     try:
-        # The pod's address comes from the downward API (components/cscf.py); defines.cfg reads it.
         result = ns.run(
-            debian_root.command(
-                ["env", f"{render_kamailio.POD_IP_ENV}=10.244.0.11", "kamailio", "-c", "-f", str(tmp_path / "kamailio.cfg")]
-            ),
+            debian_root.command(["kamailio", "-c", "-f", str(tmp_path / "kamailio.cfg")]),
             capture_output=True,
             text=True,
             timeout=60,
+            # The pod's address from the downward API (IPsec binds to it, Rx names it).
+            env={**os.environ, render_kamailio.POD_IP_ENV: "127.0.0.1"},
         )
     finally:
         ns.destroy()
