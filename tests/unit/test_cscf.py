@@ -60,14 +60,15 @@ def test_mw_stays_closed_to_ues_with_ipsec_off():
     assert run.mocks.of_type(NETWORK_POLICY)
 
 
-def test_the_pcscf_learns_its_pod_address_for_the_rx_signalling_flows(dev_run):
+def test_the_pcscf_learns_its_pod_address_for_the_rx_signalling_flows():
     """Without a fixed pcscfAddress, defines.cfg reads the pod's address from POD_IP (ims_qos
     would otherwise name 127.0.0.1 in the AF signalling flows); the pod gets it from the
     downward API."""
     from components.render import kamailio as render_kamailio
     from tests.profiles import stack_settings
 
-    env = {e["name"]: e for e in container(dev_run.mocks.named("pcscf-deployment"))["env"]}
+    run = run_program({"pcscfRx": "true", "pcscfIpsec": "false"})
+    env = {e["name"]: e for e in container(run.mocks.named("pcscf-deployment"))["env"]}
     assert env[render_kamailio.POD_IP_ENV]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert f"#!defenvs AF_SIGNALING_IP={render_kamailio.POD_IP_ENV}" in render_kamailio.defines(stack_settings(), "pcscf")
     fixed = render_kamailio.defines(stack_settings(pcscfAddress="10.96.0.11"), "pcscf")
