@@ -43,8 +43,12 @@ RTPENGINE_TRANSCODING_CODECS = ("AMR", "AMR-WB", "PCMA", "PCMU", "G722", "G729",
 PLATFORMS = ("linux/amd64", "linux/arm64")
 MAX_REPLICAS = 20
 MIN_PASSWORD_LENGTH = 16
-# Valkey logical databases, one per client, so no two clients' keys can collide.
-VALKEY_DATABASES = MappingProxyType({"pcscf": 0, "icscf": 1, "scscf": 2, "cgrates": 3})
+# Keys that must be set with `pulumi config set --secret` when set at all. Pulumi.yaml cannot mark
+# them `secret: true`: a secret key may have no default, so the CLI would require it.
+SECRET_KEYS = ("valkeyPassword",)
+# Valkey logical databases, one per client (components/interfaces.py says who the clients are),
+# so no two clients' keys can collide. 2 was the S-CSCF's, which never used it: not reused.
+VALKEY_DATABASES = MappingProxyType({"pcscf": 0, "icscf": 1, "cgrates": 3})
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _CPU = re.compile(r"^([1-9][0-9]*m|[0-9]+(\.[0-9]+)?)$")
@@ -137,6 +141,7 @@ class Settings:
     media: MediaRelay
     valkey_databases: Mapping[str, int] = field(default_factory=lambda: VALKEY_DATABASES)
     # A plain str in tests, a secret pulumi.Output under the engine; never rendered into a ConfigMap.
+    # None: not set, the stack generates one (components/password.py) and keeps it in its state.
     valkey_password: Any = field(default=None, repr=False, compare=False)
 
     def nf(self, name: str) -> NetworkFunction:
@@ -334,11 +339,13 @@ def from_mapping(
     stack: str,
     schema: Mapping[str, Mapping[str, Any]] | None = None,
     secret: Any = None,
+    plain_text: tuple[str, ...] = (),
 ) -> Settings:
     """Pure: raw stack config (keys with or without the `ims-core:` prefix) -> Settings.
 
     `secret`, if given, wraps the Valkey password after validation (pulumi.Output.secret under
-    the engine); tests keep the plain string.
+    the engine); tests keep the plain string. `plain_text`: keys the stack config holds in clear
+    text (set without --secret).
     """
     schema = load_schema() if schema is None else schema
     errors: list[str] = []
@@ -406,10 +413,14 @@ def from_mapping(
         bool(_MEMORY.match(storage)), errors, f"valkeyStorage = {storage!r}: must be a Kubernetes quantity such as 1Gi"
     )
 
-    password = v["valkeyPassword"]
-    if password is None or password == "":
+    password = v["valkeyPassword"] or None
+    if password is None:
+        pass  # the stack generates one
+    elif "valkeyPassword" in plain_text:
         errors.append(
-            "valkeyPassword: required; set it with: pulumi config set --secret valkeyPassword <16+ characters>"
+            "valkeyPassword = <not shown>: set in plain text in the stack config file; remove it "
+            "(pulumi config rm valkeyPassword) to let the stack generate one, or set it with "
+            "pulumi config set --secret valkeyPassword <16+ characters>"
         )
     elif len(password) < MIN_PASSWORD_LENGTH:
         errors.append(
@@ -473,7 +484,7 @@ def from_mapping(
         valkey_storage=storage,
         nfs=MappingProxyType(nfs),
         media=media,
-        valkey_password=secret(password) if secret else password,
+        valkey_password=secret(password) if secret and password else password,
     )
 
 
@@ -483,4 +494,7 @@ def from_pulumi_config() -> Settings:
     from pulumi.runtime import config as runtime_config
 
     values = dict(runtime_config.CONFIG.get())
-    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret)
+    plain = tuple(
+        key for key in SECRET_KEYS if f"{PROJECT}:{key}" in values and not runtime_config.is_config_secret(f"{PROJECT}:{key}")
+    )
+    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret, plain_text=plain)

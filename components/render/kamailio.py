@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+from ..interfaces import VALKEY_PORT, uses
 from ..settings import CSCF_ROLES, ROOT, Settings
 from . import rtpengine as render_rtpengine
 
@@ -28,7 +29,6 @@ DIAMETER_PORT = 3868
 # ims_ipsec_pcscf: protected client and server ports towards the UE.
 IPSEC_CLIENT_PORT = 5100
 IPSEC_SERVER_PORT = 6100
-VALKEY_PORT = 6379
 
 CONFIG_DIR = "/etc/kamailio"
 SHIPPED = ROOT / "config" / "kamailio"
@@ -180,8 +180,11 @@ def valkey_url(settings: Settings, role: str, valkey_password: str) -> str:
 
 
 def render_secrets(settings: Settings, role: str, valkey_password: str) -> dict[str, str]:
-    """Files with secrets (the Valkey URL with its password), projected beside kamailio.cfg."""
+    """Files with secrets (the Valkey URL with its password), projected beside kamailio.cfg;
+    none for a role that is no Valkey client (least privilege: it never sees the password)."""
     _check_role(role)
+    if not uses(role, "valkey"):
+        return {}
     return {SECRETS_FILE: f'#!define VALKEY_URL "{valkey_url(settings, role, valkey_password)}"\n'}
 
 
