@@ -96,7 +96,7 @@ class Images:
     registry: str
     tag: str
     push: bool
-    platform: str
+    platform: str | None  # None: the building Docker engine's own (a local kind cluster runs there)
     valkey: str
     coredns: str
 
@@ -385,7 +385,12 @@ def from_mapping(
         f"imageTag = {tag!r}: must be 1-128 of A-Z a-z 0-9 _ . - (not starting with . or -)",
     )
     _check(tag != "latest", errors, "imageTag = 'latest': pin a version so a rebuild is a visible change")
-    _check(platform in PLATFORMS, errors, f"imagePlatform = {platform!r}: must be one of {', '.join(PLATFORMS)}")
+    _check(
+        platform in PLATFORMS or platform == "",
+        errors,
+        f"imagePlatform = {platform!r}: must be one of {', '.join(PLATFORMS)}, or empty for the platform of the "
+        "Docker engine that builds",
+    )
     _check(
         not (v["imagePush"] and not v["imageBuild"]),
         errors,
@@ -474,7 +479,7 @@ def from_mapping(
             registry=registry,
             tag=tag,
             push=v["imagePush"],
-            platform=platform,
+            platform=platform or None,
             valkey=v["valkeyImage"],
             coredns=v["corednsImage"],
         ),
