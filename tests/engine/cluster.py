@@ -3,7 +3,8 @@
 `kwokctl --runtime binary` (sigs.k8s.io/kwok, built by scripts/bootstrap-tools.sh) generates the
 PKI and runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the kwok
 controller as local processes on free loopback ports, from the binaries the bootstrap built
-(nothing is downloaded). kwok fakes Ready nodes and Running pods: enough for Deployments and
+(nothing is downloaded), every one bound to 127.0.0.1 (kwokctl's default is 0.0.0.0: etcd would
+take connections from the network, unauthenticated). kwok fakes Ready nodes and Running pods: enough for Deployments and
 StatefulSets to become available; no kubelet, no containers. Everything lives in one work
 directory (KWOK_WORKDIR), so neither ~/.kwok nor ~/.kube/config is read or written, and two
 clusters (two engineers, two CI jobs) run side by side under different names.
@@ -48,6 +49,15 @@ BINARIES = {
     "--kube-scheduler-binary": "kube-scheduler",
     "--kwok-controller-binary": "kwok",
 }
+
+
+# kwokctl reads this from KWOK_WORKDIR; the options not available as flags live here.
+KWOKCTL_CONFIG = """\
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  bindAddress: 127.0.0.1
+"""
 
 
 class ClusterError(RuntimeError):
@@ -101,7 +111,7 @@ def _env(cluster: Cluster) -> dict[str, str]:
 
 def kwokctl(cluster: Cluster, *args: str, check: bool = True, timeout: float = 300.0) -> str:
     result = subprocess.run(
-        [str(cluster.tools_bin / "kwokctl"), *args],
+        [str(cluster.tools_bin / "kwokctl"), f"--config={cluster.kwok_workdir / 'kwok.yaml'}", *args],
         env=_env(cluster),
         capture_output=True,
         text=True,
@@ -176,6 +186,7 @@ def start_cluster(tools_bin: Path = DEFAULT_TOOLS_BIN, workdir: Path = DEFAULT_W
     t0 = time.monotonic()
     tools_bin, workdir = Path(tools_bin), Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "kwok.yaml").write_text(KWOKCTL_CONFIG)
     cluster = Cluster(name=f"ims-engine-{os.getpid()}", kwok_workdir=workdir, tools_bin=tools_bin)
     binaries = []
     for flag, name in BINARIES.items():
