@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -50,6 +51,13 @@ def checkout(tmp_path_factory):
     run(["git", "init", "-q"], repo, os.environ)
     run([*git, "add", "-A"], repo, os.environ)
     run([*git, "commit", "-q", "-m", "tracked files"], repo, os.environ)
+    assert git_status(repo) == ""
+    # The virtualenv Pulumi.yaml names, as the CLI would make it on a laptop (ignored by git);
+    # here it borrows the test run's packages instead of installing them again.
+    run([sys.executable, "-m", "venv", "--without-pip", str(repo / ".venv")], repo, os.environ)
+    (site,) = (repo / ".venv" / "lib").glob("python3*/site-packages")
+    (theirs,) = (ROOT / ".venv" / "lib").glob("python3*/site-packages")
+    (site / "ims-core-test-run.pth").write_text(f"{theirs}\n")
     assert git_status(repo) == ""
     return repo
 
