@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages the render and live tiers run: Kamailio 5.6 with the IMS,
+# Installs the Debian 12 packages the render, live and node tiers run: Kamailio 5.6 with the IMS,
 # Redis, presence, extra and utils modules, rtpengine (userspace), redis-server (the Valkey
 # stand-in), SIPp, iproute2 and busybox (runs the image's readiness probe). Daemons are
 # installed, never started: the tests start the ones they need on loopback and stop them by
@@ -10,6 +10,8 @@ PACKAGES=(
   kamailio kamailio-ims-modules kamailio-redis-modules kamailio-presence-modules
   kamailio-extra-modules kamailio-utils-modules
   rtpengine-daemon redis-server sip-tester iproute2 openssl socat busybox
+  # The node tier: container runtime, CNI plugins, and what kube-proxy/kube-router call.
+  containerd runc containernetworking-plugins iptables ipset conntrack
 )
 
 missing=()

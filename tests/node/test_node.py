@@ -1,0 +1,120 @@
+"""Node tier: the real program on a real node. Guard first, then every pod of the stack Ready,
+then the NetworkPolicies enforced.
+
+The guard test runs before anything of the stack exists; each test also passes alone (-k).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.figures import record
+from tests.node import kube
+from tests.node import node as node_mod
+from tests.node.conftest import NAMESPACE
+
+# The stack's NFs and the Deployment/StatefulSet pod names they start with.
+NFS = ("pcscf", "icscf", "scscf", "valkey", "ims-dns", "rtpengine")
+PROBE_NAMESPACE = "ims-node-probe"
+
+
+@pytest.fixture(scope="module")
+def stack(node, workspace):
+    """`pulumi up` of the real program on the node, then every pod of the stack Ready."""
+    pv_dir = node.workdir / "pv-0"
+    pv_dir.mkdir()
+    pv_dir.chmod(0o777)  # Valkey runs as its own uid and writes its AOF here
+    status, body = node_mod.api(
+        node,
+        "POST",
+        "/api/v1/persistentvolumes",
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": "node-tier-pv-0"},
+            "spec": {
+                "capacity": {"storage": "10Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": str(pv_dir)},
+                "persistentVolumeReclaimPolicy": "Retain",
+            },
+        },
+    )
+    assert status == 201, body
+    workspace.timed("up", "up", "--yes", "--skip-preview", timeout=900)
+    kube.wait_for(
+        "every pod of the stack Ready",
+        lambda: (ps := kube.pods(node, NAMESPACE)) and all(kube.is_ready(p) for p in ps) and ps,
+        300,
+        node,
+    )
+    yield workspace
+    workspace.timed("destroy", "destroy", "--yes", timeout=600)
+
+
+def test_guard_drops_what_a_pod_sends_off_the_node(node):
+    """A pod that sends to an address beyond the node: the guard drops it, nothing goes out,
+    and the pod's only resolver is the cluster DNS on the node."""
+    kube.ensure_namespace(node, PROBE_NAMESPACE)
+    before = node_mod.guard_drops(node.netns.name)
+    uplink_before = node_mod.uplink_tx_packets(node.netns.name)
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737); the namespace has no link off the machine at all.
+    phase, log = kube.run_pod(
+        node,
+        PROBE_NAMESPACE,
+        "guard-probe",
+        "cat /etc/resolv.conf; for i in 1 2 3; do echo x | socat -u - UDP:192.0.2.1:9; done; sleep 1",
+    )
+    assert phase == "Succeeded", log
+    nameservers = [line.split()[1] for line in log.splitlines() if line.startswith("nameserver")]
+    assert nameservers == [node_mod.NODE_IP], f"pod resolvers {nameservers}, want only the cluster DNS"
+    assert node_mod.guard_drops(node.netns.name) >= before + 3
+    assert node_mod.uplink_tx_packets(node.netns.name) == uplink_before
+    assert node_mod.guard_first(node.netns.name)
+    links = json.loads(
+        subprocess.run(["ip", "-n", node.netns.name, "-j", "link"], capture_output=True, text=True, check=True).stdout
+    )
+    for link in links:
+        name = link["ifname"]
+        assert name in ("lo", node_mod.UPLINK, node_mod.BRIDGE) or link.get("master") == node_mod.BRIDGE, (
+            f"{name} in the node's namespace is neither loopback, the dummy uplink, the bridge nor a pod's veth"
+        )
+
+
+def test_every_pod_of_the_stack_is_ready(node, stack):
+    ready = kube.pods(node, NAMESPACE)
+    names = {p["metadata"]["labels"].get("app.kubernetes.io/name") for p in ready}
+    assert set(NFS) <= names, f"NFs with a Ready pod: {sorted(names)}"
+    figures = []
+    for pod in sorted(ready, key=lambda p: p["metadata"]["name"]):
+        nf = pod["metadata"]["labels"]["app.kubernetes.io/name"]
+        mib = kube.pod_memory_bytes(node, pod) / 2**20
+        figures.append(f"{nf} Ready {kube.ready_seconds(pod):.0f}s {mib:.1f}MiB")
+    record("node: pod Ready after creation, working set: " + "; ".join(figures))
+    assert node_mod.guard_first(node.netns.name), "kube-proxy or kube-router displaced the guard"
+
+
+def test_valkey_refuses_a_pod_its_policy_does_not_admit(node, stack):
+    """The stack's NetworkPolicy admits only the CSCFs to Valkey: a stranger pod in the same
+    namespace cannot open a connection to it, while the same pod reaches the IMS DNS (whose
+    policy is open to all). The CSCF pods being Ready is the admitted side: the I-CSCF's init
+    container wrote its rows to Valkey and both Kamailio roles started on it."""
+    status, svc = node_mod.api(node, "GET", f"/api/v1/namespaces/{NAMESPACE}/services")
+    assert status == 200
+    by_name = {s["metadata"]["labels"].get("app.kubernetes.io/name"): s for s in svc["items"]}
+
+    def connect(nf: str, protocol: str = "TCP") -> str:
+        spec = by_name[nf]["spec"]
+        port = next(p["port"] for p in spec["ports"] if p.get("protocol", "TCP") == protocol)
+        return (
+            f"if socat -u /dev/null TCP:{spec['clusterIP']}:{port},connect-timeout=4; "
+            f"then echo {nf}=REACHED; else echo {nf}=BLOCKED; fi"
+        )
+
+    phase, log = kube.run_pod(node, NAMESPACE, "policy-probe", f"{connect('ims-dns')}; {connect('valkey')}")
+    assert phase == "Succeeded", log
+    assert "ims-dns=REACHED" in log, f"the open IMS DNS was not reachable, so the probe proves nothing:\n{log}"
+    assert "valkey=BLOCKED" in log, f"a pod outside Valkey's policy reached it:\n{log}"
