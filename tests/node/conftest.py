@@ -13,11 +13,18 @@ import time
 
 import pytest
 
+from components.render import kamailio as render_kamailio
+from components.settings import Settings
+from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
+from tests.doubles.rx_pcrf import RxPcrfTestDouble
 from tests.engine.conftest import PASSPHRASE, PROJECT_FILES, Workspace
 from tests.figures import record
+from tests.live import sipp
+from tests.live.conftest import sipp_safe_rand
 from tests.netns import can_create_namespaces
 from tests.node import images as node_images
 from tests.node import node as node_mod
+from tests.profiles import TEST_VALKEY_PASSWORD, stack_settings
 from tests.tooling import ROOT, TOOLS_DIR, missing
 
 NODE_TOOLS = (
@@ -27,6 +34,16 @@ NODE_TOOLS = (
 )  # fmt: skip
 HOST_BINARIES = ("containerd", "runc", "ctr", "iptables", "ipset", "nsenter", "unshare", "go")
 NAMESPACE = "ims-node"
+HSS_ADDRESS, PCRF_ADDRESS, ALICE_ADDRESS, BOB_ADDRESS = node_mod.HOST_ADDRESSES
+# The stack as the node tier deploys it: the test images, the Cx/Rx doubles beside the node
+# (their addresses on it), and IPsec off (SIPp speaks no IPsec; the kernel has no ESP).
+STACK_CONFIG = {
+    "namespace": NAMESPACE,
+    "hssAddress": HSS_ADDRESS,
+    "pcrfAddress": PCRF_ADDRESS,
+    "pcscfIpsec": "false",
+    **node_images.stack_config(),
+}
 
 
 def _require_tools() -> str:
@@ -107,9 +124,60 @@ def workspace(node, tmp_path_factory) -> NodeWorkspace:
         check=True,
         capture_output=True,
     )
-    config = {"kubeconfig": str(node.kubeconfig), "namespace": NAMESPACE, **node_images.stack_config()}
-    for key, value in config.items():
+    for key, value in {"kubeconfig": str(node.kubeconfig), **STACK_CONFIG}.items():
         ws.pulumi("config", "set", key, value)
-    ws.pulumi("config", "set", "--secret", "valkeyPassword", "node-tier-valkey-password")
+    ws.pulumi("config", "set", "--secret", "valkeyPassword", TEST_VALKEY_PASSWORD)
     yield ws
     record("node: pulumi wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in ws.timings.items()))
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    """The settings the program derives from STACK_CONFIG (FQDNs and realms of the peers)."""
+    return stack_settings(stack="node", **{k: v for k, v in STACK_CONFIG.items() if not k.startswith("image")})
+
+
+@pytest.fixture(scope="module")
+def users(settings) -> dict[str, sipp.Ue]:
+    domain = settings.ims_domain
+    return {
+        name: sipp.Ue(name=name, impi=f"{name}@{domain}", k=k, op="ims-core-test-op", amf="00", address=address)
+        for name, k, address in (("alice", "alice-secret-k01", ALICE_ADDRESS), ("bob", "bob-secret-key02", BOB_ADDRESS))
+    }
+
+
+@pytest.fixture(scope="module")
+def hss(node, settings, users) -> CxHssTestDouble:
+    """The Cx HSS double where the stack's hssAddress points: on the node, beside the cluster."""
+    nf = settings.nf("hss")
+    subscribers = [
+        Subscriber(impi=u.impi, k=u.k.encode(), op=u.op.encode(), amf=u.amf.encode(), impus=[u.impu])
+        for u in users.values()
+    ]
+    double = CxHssTestDouble(
+        subscribers,
+        origin_host=nf.fqdn,
+        origin_realm=nf.realm,
+        bind_address=HSS_ADDRESS,
+        port=render_kamailio.DIAMETER_PORT,
+        mandatory_capabilities=[0],
+        rand_source=sipp_safe_rand([s.milenage for s in subscribers]),
+    )
+    with node.netns.entered():
+        double.start()
+    yield double
+    double.stop()
+    assert not double.errors, double.errors
+
+
+@pytest.fixture(scope="module")
+def pcrf(node, settings) -> RxPcrfTestDouble:
+    nf = settings.nf("pcrf")
+    double = RxPcrfTestDouble(
+        origin_host=nf.fqdn, origin_realm=nf.realm, bind_address=PCRF_ADDRESS, port=render_kamailio.DIAMETER_PORT
+    )
+    with node.netns.entered():
+        double.start()
+    yield double
+    double.stop()
+    assert not double.errors, double.errors

@@ -1,9 +1,9 @@
 """A one-node Kubernetes cluster with real pods, kept off the host: the node tier's fixture.
 
 Everything runs inside one network namespace, ``imsnode-<pid>``, that has no link to the host:
-its interfaces are loopback, a dummy ``node0`` that carries the node's addresses and the
-default route (a dummy discards what it is given), and the CNI bridge ``cni0`` with the pods'
-veths. Before any process starts, a guard chain in the namespace's mangle table drops every
+its interfaces are loopback, ``node0`` that carries the node's addresses and the default route
+(a bridge without ports: it discards what it is given; this kernel has no dummy driver), and
+the CNI bridge ``cni0`` with the pods' veths. Before any process starts, a guard chain in the namespace's mangle table drops every
 forwarded or outgoing packet that is not bound for ``lo`` or ``cni0`` (``guard_drops()`` reads
 its counter; a test makes a pod send off-node and checks it). Pods resolve through a cluster
 DNS (CoreDNS with the kubernetes plugin) on the node's address, never the host's resolver.
@@ -74,11 +74,21 @@ def read_sysctls(names: tuple[str, ...]) -> dict[str, str]:
 
 
 def install_network(netns: str) -> None:
-    """Interfaces, routes and the guard; all before anything that could send a packet starts."""
+    """Interfaces, routes and the guard; all before anything that could send a packet starts.
+
+    The sysctls are the namespace's own (IPv6 off before any link is up: no router solicitation).
+    """
+    for key, value in (
+        ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ("net.ipv6.conf.all.disable_ipv6", "1"),
+        ("net.ipv4.ip_forward", "1"),
+        ("net.bridge.bridge-nf-call-iptables", "1"),
+    ):
+        nsexec(netns, ["sysctl", "-qw", f"{key}={value}"])
     ip = ["ip", "-n", netns]
     for cmd in (
         ["link", "set", "lo", "up"],
-        ["link", "add", UPLINK, "type", "dummy"],
+        ["link", "add", UPLINK, "type", "bridge"],
         ["addr", "add", f"{NODE_IP}/32", "dev", UPLINK],
         *(["addr", "add", f"{a}/32", "dev", UPLINK] for a in HOST_ADDRESSES),
         ["link", "set", UPLINK, "up"],
@@ -97,12 +107,6 @@ def install_network(netns: str) -> None:
     nsexec(netns, [*iptables, "-I", "FORWARD", "1", "-j", GUARD])
     for chain in ("FORWARD", "OUTPUT"):
         nsexec(netns, ["ip6tables", "-w", "-t", "mangle", "-I", chain, "1", "!", "-o", "lo", "-j", "DROP"])
-    for key, value in (
-        ("net.ipv6.conf.all.disable_ipv6", "1"),
-        ("net.ipv4.ip_forward", "1"),
-        ("net.bridge.bridge-nf-call-iptables", "1"),
-    ):
-        nsexec(netns, ["sysctl", "-qw", f"{key}={value}"])
 
 
 def guard_drops(netns: str) -> int:

@@ -22,7 +22,7 @@ PROBE_NAMESPACE = "ims-node-probe"
 
 
 @pytest.fixture(scope="module")
-def stack(node, workspace):
+def stack(node, workspace, hss, pcrf):
     """`pulumi up` of the real program on the node, then every pod of the stack Ready."""
     pv_dir = node.workdir / "pv-0"
     pv_dir.mkdir()
@@ -80,7 +80,7 @@ def test_guard_drops_what_a_pod_sends_off_the_node(node):
     for link in links:
         name = link["ifname"]
         assert name in ("lo", node_mod.UPLINK, node_mod.BRIDGE) or link.get("master") == node_mod.BRIDGE, (
-            f"{name} in the node's namespace is neither loopback, the dummy uplink, the bridge nor a pod's veth"
+            f"{name} in the node's namespace is neither loopback, the uplink, the bridge nor a pod's veth"
         )
 
 
