@@ -159,7 +159,7 @@ build_kube_node() {
   kube_wrapper "$dir"
   ( cd "$dir"
     go get "k8s.io/kubernetes/cmd/kubelet@$KUBERNETES_VERSION" "k8s.io/kubernetes/cmd/kube-proxy@$KUBERNETES_VERSION"
-    local ld; ld=$(kube_ldflags) c
+    local ld c; ld=$(kube_ldflags)
     for c in kubelet kube-proxy; do
       log "  linking $c"
       "${GO_BUILD[@]}" -o "$BIN/$c" -ldflags "$ld" "k8s.io/kubernetes/cmd/$c"

@@ -89,6 +89,8 @@ def node(tmp_path_factory):
         yield running
     finally:
         running.stop()
+    left = node_mod.leftovers(running)
+    assert not left, f"the node left this behind on the host: {left}"
 
 
 @pytest.fixture(scope="module")

@@ -59,13 +59,17 @@ start kubelet "$B/kubelet" --config="$W/kubelet.yaml" --kubeconfig="$W/kubeconfi
 start kube-proxy "$B/kube-proxy" --config="$W/kube-proxy.yaml" --v=1
 start kube-router "$B/kube-router" --kubeconfig="$W/kubeconfig" --hostname-override="$NODE_NAME" \
   --run-firewall=true --run-router=false --run-service-proxy=false --enable-ipv6=false \
-  --metrics-port=0 --health-port=0 --v=1
+  --service-cluster-ip-range="$SERVICE_CIDR" --metrics-port=0 --health-port=0 --v=1
 touch "$W/logs/ready-to-serve"
+reported=()
 while true; do
   wait -n
-  # A component that exits is logged; node.py reads the log and fails the run.
+  # A component that exits is logged once; node.py reads the log and fails the run.
   for ((i = 0; i < ${#pids[@]}; i++)); do
-    kill -0 "${pids[i]}" 2>/dev/null || echo "${names[i]} exited" >>"$W/logs/started"
+    if [ -z "${reported[i]:-}" ] && ! kill -0 "${pids[i]}" 2>/dev/null; then
+      echo "${names[i]} exited" >>"$W/logs/started"
+      reported[i]=1
+    fi
   done
   sleep 1
 done

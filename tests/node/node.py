@@ -218,8 +218,26 @@ def remove_cgroups(root: str) -> None:
                     time.sleep(0.1)  # the last tasks are still leaving
 
 
-def leftover_cgroups(root: str) -> list[str]:
-    return [str(h / root.lstrip("/")) for h in CGROUP_FS.iterdir() if (h / root.lstrip("/")).exists()]
+def leftovers(node: Node) -> list[str]:
+    """What a stopped node left on the host: cgroups, changed sysctls, its namespace, processes."""
+    left = [
+        str(h / node.cgroup_root.lstrip("/"))
+        for h in CGROUP_FS.iterdir()
+        if (h / node.cgroup_root.lstrip("/")).exists()
+    ]
+    now = read_sysctls(tuple(node.sysctls))
+    left += [f"sysctl {k}={now.get(k)} (was {v})" for k, v in node.sysctls.items() if now.get(k) != v]
+    if (Path("/run/netns") / node.netns.name).exists():
+        left.append(f"network namespace {node.netns.name}")
+    marker = str(node.workdir).encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker in (proc / "cmdline").read_bytes():
+                    left.append(f"process {proc.name}: {(proc / 'cmdline').read_bytes()[:200]!r}")
+            except OSError:
+                continue
+    return left
 
 
 # --- configuration files ------------------------------------------------------------------------
@@ -452,6 +470,7 @@ def _start_init(node: Node, tools_bin: Path) -> None:
         "NODE_BIN": str(tools_bin),
         "NODE_NAME": NODE_NAME,
         "NODE_IP": NODE_IP,
+        "SERVICE_CIDR": SERVICE_CIDR,
     }
     log = open(node.workdir / "logs" / "node-init.log", "wb")  # noqa: SIM115 - handed to the child
     node.init_proc = subprocess.Popen(
