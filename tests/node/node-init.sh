@@ -56,6 +56,12 @@ done
 start coredns "$B/coredns" -conf "$W/cluster-dns/Corefile"
 start kubelet "$B/kubelet" --config="$W/kubelet.yaml" --kubeconfig="$W/kubeconfig" \
   --root-dir="$W/kubelet" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
+# kube-proxy and kube-router look up their Node at start: wait until node.py has seen it
+# registered and given it its pod CIDR.
+for ((n = 0; n < 1200; n++)); do
+  [ -e "$W/node-registered" ] && break
+  sleep 0.1
+done
 start kube-proxy "$B/kube-proxy" --config="$W/kube-proxy.yaml" --v=1
 start kube-router "$B/kube-router" --kubeconfig="$W/kubeconfig" --hostname-override="$NODE_NAME" \
   --run-firewall=true --run-router=false --run-service-proxy=false --enable-ipv6=false \

@@ -184,6 +184,9 @@ class Node:
                         (Path("/proc/sys") / name).write_text(value)
                 remove_cgroups(self.cgroup_root)
                 self.netns.destroy()
+                # The unpacked images (~0.5 GB) and pod volumes; the logs stay for a failed run.
+                for d in ("containerd", "kubelet"):
+                    shutil.rmtree(self.workdir / d, ignore_errors=True)
 
     def _stop_init(self) -> None:
         if not self.init_pid:
@@ -198,6 +201,19 @@ class Node:
         except subprocess.TimeoutExpired:
             self.init_proc.kill()  # unshare --kill-child takes PID 1 and so the namespace along
             self.init_proc.wait(timeout=30)
+
+
+def make_cgroups(root: str) -> None:
+    """The kubelet's cgroupRoot in every hierarchy (it refuses to start without them); cpuset
+    needs its CPUs and memory nodes copied from the parent before tasks can join."""
+    for hierarchy in CGROUP_FS.iterdir():
+        if not (hierarchy / "cgroup.procs").exists():
+            continue
+        top = hierarchy / root.lstrip("/")
+        top.mkdir(exist_ok=True)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if (top / name).exists() and not (top / name).read_text().strip():
+                (top / name).write_text((hierarchy / name).read_text())
 
 
 def remove_cgroups(root: str) -> None:
@@ -506,6 +522,7 @@ def start_node(tools_bin: Path, workdir: Path, timeout: float = 180.0) -> Node:
         node = Node(netns, workdir, cluster, f"/{tag}", read_sysctls(KUBELET_SYSCTLS))
         node.timings["control plane"] = time.monotonic() - t0
         write_configs(workdir, cluster.kubeconfig, workdir / "pki", node.cgroup_root)
+        make_cgroups(node.cgroup_root)
         with netns.entered():
             _start_init(node, tools_bin)
         _wait_ready(node, timeout)
@@ -557,6 +574,8 @@ def _wait_ready(node: Node, timeout: float) -> None:
                 s, b = api(node, "PATCH", f"/api/v1/nodes/{NODE_NAME}", patch, "application/strategic-merge-patch+json")
                 if s != 200:
                     raise NodeError(f"setting the pod CIDR: HTTP {s}: {b}")
+            if not cidr_set:
+                (node.workdir / "node-registered").touch()
             cidr_set = True
             conditions = {c["type"]: c["status"] for c in body.get("status", {}).get("conditions", [])}
             if conditions.get("Ready") == "True":
