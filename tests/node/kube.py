@@ -101,3 +101,15 @@ def pod_memory_bytes(node: node_mod.Node, pod: dict) -> int:
             stat = dict(line.split() for line in (candidate / "memory.stat").read_text().splitlines())
             return max(0, usage - int(stat.get("total_inactive_file", 0)))
     raise AssertionError(f"no memory cgroup for pod {pod['metadata']['name']} under {root}")
+
+
+def logs(node: node_mod.Node, namespace: str, nf: str, lines: int = 80) -> str:
+    """The last lines of every container of an NF's pods (for a failing test's message)."""
+    out = []
+    for pod in pods(node, namespace, f"app.kubernetes.io/name={nf}"):
+        name = pod["metadata"]["name"]
+        for container in pod["spec"]["containers"]:
+            path = f"/api/v1/namespaces/{namespace}/pods/{name}/log?container={container['name']}&tailLines={lines}"
+            _, body = node_mod.api(node, "GET", path)
+            out.append(f"--- {name}/{container['name']}\n{body.get('raw', body)}")
+    return "\n".join(out)
