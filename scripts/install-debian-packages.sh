@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages the render, live and node tiers run: Kamailio 5.6 with the IMS,
-# Redis, presence, extra and utils modules, rtpengine (userspace), redis-server (the Valkey
-# stand-in), SIPp, iproute2 and busybox (runs the image's readiness probe). Daemons are
-# installed, never started: the tests start the ones they need on loopback and stop them by
-# PID. Idempotent; needs root.
+# Installs the Debian 12 packages the test command needs on the machine itself: iproute2
+# (network namespaces), openssl (the engine tier's PKI) and debootstrap (scripts/debian13-root.sh
+# makes the Debian 13 root from which the render and live tiers run Kamailio 6.0, Valkey 8.1,
+# rtpengine 12.5 and SIPp 3.7, the versions the images ship); for the node tier, containerd,
+# runc and the CNI plugins (the container runtime of its one real node) and iptables, ipset and
+# conntrack (what kube-proxy and kube-router call). Daemons are installed, never started: the
+# node tier starts its own containerd in a namespace of its own and stops it by PID.
+# Idempotent; needs root.
 set -euo pipefail
 
 PACKAGES=(
-  kamailio kamailio-ims-modules kamailio-redis-modules kamailio-presence-modules
-  kamailio-extra-modules kamailio-utils-modules
-  rtpengine-daemon redis-server sip-tester iproute2 openssl socat busybox
-  # The node tier: container runtime, CNI plugins, and what kube-proxy/kube-router call.
+  iproute2 openssl debootstrap util-linux
   containerd runc containernetworking-plugins iptables ipset conntrack
 )
 
@@ -28,7 +28,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 echo "[debian] installing: ${missing[*]}"
-# Keep the packages' init scripts from starting kamailio/redis/rtpengine on the machine.
+# Keep the packages' service scripts (containerd's unit) from starting anything on the machine.
 guard=/usr/sbin/policy-rc.d
 created_guard=0
 if [ ! -e "$guard" ]; then

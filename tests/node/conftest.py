@@ -20,7 +20,6 @@ from tests.doubles.rx_pcrf import RxPcrfTestDouble
 from tests.engine.conftest import PASSPHRASE, PROJECT_FILES, Workspace
 from tests.figures import record
 from tests.live import sipp
-from tests.live.conftest import sipp_safe_rand
 from tests.netns import can_create_namespaces
 from tests.node import images as node_images
 from tests.node import node as node_mod
@@ -163,7 +162,6 @@ def hss(node, settings, users) -> CxHssTestDouble:
         bind_address=HSS_ADDRESS,
         port=render_kamailio.DIAMETER_PORT,
         mandatory_capabilities=[0],
-        rand_source=sipp_safe_rand([s.milenage for s in subscribers]),
     )
     with node.netns.entered():
         double.start()

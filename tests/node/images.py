@@ -23,9 +23,9 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.debian_root import DEBIAN_ROOT
 from tests.tooling import ROOT, TOOLS_DIR
 
-DEBIAN_ROOT = TOOLS_DIR / "debian13-root"
 CACHE = TOOLS_DIR / "node-images"
 PAUSE_SOURCE = Path(__file__).resolve().parent / "pause"
 REGISTRY = "ims-node.local/ims-core"
@@ -152,7 +152,7 @@ def _base_layer(out: Path) -> str:
 
 def _inputs_key(pause: bytes, coredns: bytes) -> str:
     digest = hashlib.sha256()
-    digest.update((DEBIAN_ROOT.parent / "debian13-root.versions").read_bytes())
+    digest.update(Path(f"{DEBIAN_ROOT}.versions").read_bytes())
     for blob in (pause, coredns, Path(__file__).read_bytes()):
         digest.update(hashlib.sha256(blob).digest())
     for path in sorted((ROOT / "dockerfiles").rglob("*")):
