@@ -180,7 +180,7 @@ def call_with_media(node, ues, users, name: str) -> tuple:
     caller.wait()
     callee.wait()
     if caller.returncode or callee.returncode:
-        cscfs = "\n".join(kube.logs(node, NAMESPACE, nf, 60) for nf in ("pcscf", "scscf"))
+        cscfs = "\n".join(kube.logs(node, NAMESPACE, nf, 60) for nf in ("pcscf", "scscf", "rtpengine"))
         pytest.fail(f"alice: {caller.explain()}\nbob: {callee.explain()}\n{cscfs}")
     return caller, callee, seen
 
