@@ -3,6 +3,8 @@
 Each role gets its rendered config (ConfigMap) and the file holding the Valkey password
 (Secret) projected together at /etc/kamailio, a Deployment of the shared Kamailio image, a
 Service (SIP UDP+TCP, Diameter TCP, and the P-CSCF's Mw and IPsec ports), and a NetworkPolicy:
+(pcscfGmExposure hostNetwork puts the P-CSCF pod on its node's network: the only way here
+for ESP to reach it, so IPsec requires it; see "Gm exposure and IPsec" below)
 SIP Gm is open only into the P-CSCF; the P-CSCF's Mw port (where the core sends mobile-
 terminating requests, trusted as the core) takes only the I-/S-CSCF; I-/S-CSCF take SIP only
 from the CSCFs.
@@ -14,14 +16,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .base import NON_ROOT_UID, DeployContext, NetworkFunctionComponent, non_root_security_context
+from .interfaces import uses
 from .render import kamailio as render_kamailio
+from .render import startup
 from .settings import CSCF_ROLES
 
 CONFIG_DIR = "/etc/kamailio"
 SEED_FILE = "seed/icscf-tables.valkey"
 CLUSTER_DOMAIN = "cluster.local"
-# Roles whose Kamailio reads or writes Valkey (the S-CSCF keeps its contacts in memory).
-VALKEY_CLIENTS = ("pcscf", "icscf")
 # Who reaches the P-CSCF's Mw socket: the core, never a UE.
 MW_PEERS = ("icscf", "scscf")
 # Diameter peers that may open connections to each role (HSS: RTR/PPR; PCRF: ASR/RAR on Rx).
@@ -50,32 +52,34 @@ class Cscf(NetworkFunctionComponent):
         if role == "icscf":
             files[SEED_FILE] = render_kamailio.icscf_seed_script(settings)
         self.config = self.config_map("config", {configmap_key(p): text for p, text in files.items()})
-        secret_files = pulumi.Output.from_input(settings.valkey_password).apply(
-            lambda password: render_kamailio.render_secrets(settings, role, password)
-        )
-        self.secrets = self.secret("secrets", secret_files)
-
+        sources = [
+            k8s.core.v1.VolumeProjectionArgs(
+                config_map=k8s.core.v1.ConfigMapProjectionArgs(
+                    name=self.config.metadata.name,
+                    items=[k8s.core.v1.KeyToPathArgs(key=configmap_key(p), path=p) for p in sorted(files)],
+                )
+            )
+        ]
+        # Only Valkey's clients get its password (components/interfaces.py says who they are).
+        self.valkey_client = uses(role, "valkey")
+        self.secrets = None
+        if self.valkey_client:
+            secret_files = pulumi.Output.from_input(ctx.valkey_password).apply(
+                lambda password: render_kamailio.render_secrets(settings, role, password)
+            )
+            self.secrets = self.secret("secrets", secret_files)
+            sources.append(
+                k8s.core.v1.VolumeProjectionArgs(
+                    secret=k8s.core.v1.SecretProjectionArgs(
+                        name=self.secrets.metadata.name,
+                        items=[
+                            k8s.core.v1.KeyToPathArgs(key=render_kamailio.SECRETS_FILE, path=render_kamailio.SECRETS_FILE)
+                        ],
+                    )
+                )
+            )
         volume = k8s.core.v1.VolumeArgs(
-            name="config",
-            projected=k8s.core.v1.ProjectedVolumeSourceArgs(
-                default_mode=0o440,
-                sources=[
-                    k8s.core.v1.VolumeProjectionArgs(
-                        config_map=k8s.core.v1.ConfigMapProjectionArgs(
-                            name=self.config.metadata.name,
-                            items=[k8s.core.v1.KeyToPathArgs(key=configmap_key(p), path=p) for p in sorted(files)],
-                        )
-                    ),
-                    k8s.core.v1.VolumeProjectionArgs(
-                        secret=k8s.core.v1.SecretProjectionArgs(
-                            name=self.secrets.metadata.name,
-                            items=[
-                                k8s.core.v1.KeyToPathArgs(key=render_kamailio.SECRETS_FILE, path=render_kamailio.SECRETS_FILE)
-                            ],
-                        )
-                    ),
-                ],
-            ),
+            name="config", projected=k8s.core.v1.ProjectedVolumeSourceArgs(default_mode=0o440, sources=sources)
         )
 
         container_ports = [
@@ -94,33 +98,14 @@ class Cscf(NetworkFunctionComponent):
                     name="sip-mw-tcp", container_port=render_kamailio.MW_PORT, protocol="TCP"
                 ),
             ]
-        if self.ipsec:
-            for name, port in (
-                ("ipsec-c", render_kamailio.IPSEC_CLIENT_PORT),
-                ("ipsec-s", render_kamailio.IPSEC_SERVER_PORT),
-            ):
-                container_ports += [
-                    k8s.core.v1.ContainerPortArgs(name=f"{name}-udp", container_port=port, protocol="UDP"),
-                    k8s.core.v1.ContainerPortArgs(name=f"{name}-tcp", container_port=port, protocol="TCP"),
-                ]
-
-        if self.ipsec:
-            # ims_ipsec_pcscf installs xfrm states and policies: NET_ADMIN, nothing else. A
-            # capability granted to a non-root user is not effective, so this one runs as uid 0.
-            security = k8s.core.v1.SecurityContextArgs(
-                run_as_user=0,
-                run_as_non_root=False,
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"], add=["NET_ADMIN"]),
-            )
-        else:
-            security = non_root_security_context()
+        container_ports += self.ipsec_container_ports()
+        security = self.ipsec_security_context() if self.ipsec else non_root_security_context()
 
         container = k8s.core.v1.ContainerArgs(
             name="kamailio",
             image=ctx.images.reference("kamailio"),
             args=["-DD", "-E", "-f", f"{CONFIG_DIR}/kamailio.cfg"],
+            env=self.ipsec_env(),
             ports=container_ports,
             resources=self.resources(),
             security_context=security,
@@ -132,13 +117,11 @@ class Cscf(NetworkFunctionComponent):
                 k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
             ],
             # Ready means the SIP stack answers: an OPTIONS to itself gets a 200.
-            readiness_probe=k8s.core.v1.ProbeArgs(
-                exec_=k8s.core.v1.ExecActionArgs(
-                    command=["/usr/local/bin/sip-options-probe", "127.0.0.1", str(render_kamailio.SIP_PORT)]
-                ),
-                period_seconds=10,
-                timeout_seconds=3,
-            ),
+            readiness_probe=self.sip_probe(period=10, failures=3),
+            # Alive means it still answers within a minute: a wedged Kamailio (every worker stuck)
+            # is restarted, while a busy one that answers late is only taken out of the Service.
+            liveness_probe=self.sip_probe(period=10, failures=6),
+            termination_message_policy="FallbackToLogsOnError",
         )
         self.workload = self.deployment_for(container, volume)
 
@@ -165,9 +148,29 @@ class Cscf(NetworkFunctionComponent):
             }
         )
 
+    @staticmethod
+    def sip_probe(*, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
+        return k8s.core.v1.ProbeArgs(
+            exec_=k8s.core.v1.ExecActionArgs(
+                command=["/usr/local/bin/sip-options-probe", "127.0.0.1", str(render_kamailio.SIP_PORT)]
+            ),
+            period_seconds=period,
+            timeout_seconds=3,
+            failure_threshold=failures,
+        )
+
+    def init_containers(self) -> list[k8s.core.v1.ContainerArgs]:
+        """The IMS DNS first (every role resolves names at start), then Valkey for its clients."""
+        waits = []
+        if self.ctx.resolver is not None:
+            waits.append(self.dns_init_container())
+        if self.valkey_client:
+            waits.append(self.valkey_init_container())
+        return waits
+
     def deployment_for(self, container: k8s.core.v1.ContainerArgs, config: k8s.core.v1.VolumeArgs):
         pod = k8s.core.v1.PodSpecArgs(
-            init_containers=[self.valkey_init_container()] if self.nf in VALKEY_CLIENTS else None,
+            init_containers=self.init_containers() or None,
             containers=[container],
             volumes=[
                 config,
@@ -177,15 +180,64 @@ class Cscf(NetworkFunctionComponent):
             enable_service_links=False,
             # The projected config and secret files are 0440: group-readable for the non-root user.
             security_context=k8s.core.v1.PodSecurityContextArgs(fs_group=NON_ROOT_UID),
+            host_network=self.gm_host_network or None,
             **self.dns(),
         )
-        return self.deployment(pod)
+        # On the node's network the pod holds the node's SIP ports: no second pod beside it.
+        return self.deployment(pod, recreate=self.gm_host_network)
+
+    # --- Gm exposure and IPsec (P-CSCF only) ----------------------------------------------
+    # pcscfGmExposure decides how UEs reach the P-CSCF: its Service (SIP over UDP/TCP; ESP
+    # never passes kube-proxy) or the node's network (hostNetwork: UEs, through the UPF's
+    # route, reach the node's address, ESP included). IPsec needs hostNetwork (settings
+    # refuse it otherwise); the tunnels are bound to the pod's address from the downward API,
+    # which with hostNetwork is the node's.
+
+    @property
+    def gm_host_network(self) -> bool:
+        return self.nf == "pcscf" and self.settings.pcscf_gm_exposure == "hostNetwork"
+
+    def ipsec_container_ports(self) -> list[k8s.core.v1.ContainerPortArgs]:
+        """Every protected port ims_ipsec_pcscf opens (IPSEC_PORT_PAIRS client and server ports),
+        UDP and TCP: the same list feeds the Service and the NetworkPolicy."""
+        if not self.ipsec:
+            return []
+        return [
+            k8s.core.v1.ContainerPortArgs(name=f"{name}-{proto.lower()}", container_port=port, protocol=proto)
+            for name, port in render_kamailio.ipsec_ports()
+            for proto in ("UDP", "TCP")
+        ]
+
+    def ipsec_env(self) -> list[k8s.core.v1.EnvVarArgs] | None:
+        if not self.ipsec:
+            return None
+        return [
+            k8s.core.v1.EnvVarArgs(
+                name=render_kamailio.POD_IP_ENV,
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="status.podIP")
+                ),
+            )
+        ]
+
+    @staticmethod
+    def ipsec_security_context() -> k8s.core.v1.SecurityContextArgs:
+        # ims_ipsec_pcscf installs xfrm states and policies: NET_ADMIN, nothing else. A
+        # capability granted to a non-root user is not effective, so this one runs as uid 0.
+        return k8s.core.v1.SecurityContextArgs(
+            run_as_user=0,
+            run_as_non_root=False,
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"], add=["NET_ADMIN"]),
+        )
 
     def dns(self) -> dict:
         """Kamailio resolves the IMS/EPC FQDNs (advertise, Path, Diameter peers) when it starts:
         the IMS DNS answers them and forwards every other name to the cluster DNS."""
         if self.ctx.resolver is None:
-            return {}
+            # On the node's network the default policy would use the node's resolver.
+            return {"dns_policy": "ClusterFirstWithHostNet"} if self.gm_host_network else {}
         return {
             "dns_policy": "None",
             "dns_config": k8s.core.v1.PodDNSConfigArgs(
@@ -199,6 +251,22 @@ class Cscf(NetworkFunctionComponent):
             ),
         }
 
+    def dns_init_container(self) -> k8s.core.v1.ContainerArgs:
+        """Waits until the IMS DNS serves this role's own name: Kamailio resolves the IMS/EPC
+        names when it starts and stops if one is unknown (a crash loop while CoreDNS starts)."""
+        fqdn = self.settings.nf(self.nf).fqdn
+        script = pulumi.Output.from_input(self.ctx.resolver).apply(lambda server: startup.wait_for_dns(fqdn, server))
+        return k8s.core.v1.ContainerArgs(
+            name="wait-for-ims-dns",
+            image=self.ctx.images.reference("kamailio"),
+            command=["sh", "-c", script],
+            security_context=non_root_security_context(),
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
+            ),
+            termination_message_policy="FallbackToLogsOnError",
+        )
+
     def valkey_init_container(self) -> k8s.core.v1.ContainerArgs:
         """Waits for Valkey before Kamailio starts (ims_usrloc_pcscf and ims_icscf give up at
         start-up when their database is unreachable: no start-order race, no crash loop); for
@@ -206,10 +274,15 @@ class Cscf(NetworkFunctionComponent):
         settings = self.settings
         valkey = settings.nf("valkey")
         host = valkey.address or valkey.fqdn
-        script = f'until valkey-cli -h {host} ping | grep -qx PONG; do echo "waiting for Valkey at {host}"; sleep 2; done'
-        if self.nf == "icscf":
-            db = settings.valkey_databases["icscf"]
-            script += f"; valkey-cli -h {host} -n {db} < {CONFIG_DIR}/{SEED_FILE}"
+        secret = pulumi.Output.from_input(self.ctx.valkey_secret or "the Valkey password Secret")
+
+        def script(secret_name: str) -> str:
+            text = startup.wait_for_valkey(host, render_kamailio.VALKEY_PORT, secret_name)
+            if self.nf == "icscf":
+                db = settings.valkey_databases["icscf"]
+                text += f"\nvalkey-cli --no-auth-warning -h {host} -n {db} < {CONFIG_DIR}/{SEED_FILE}"
+            return text
+
         env = []
         if self.ctx.valkey_secret is not None:
             env.append(
@@ -223,13 +296,14 @@ class Cscf(NetworkFunctionComponent):
         return k8s.core.v1.ContainerArgs(
             name="wait-for-valkey" if self.nf != "icscf" else "seed-icscf-tables",
             image=settings.images.valkey,
-            command=["sh", "-c", script],
+            command=["sh", "-ec", secret.apply(script)],
             env=env,
             security_context=non_root_security_context(),
             resources=k8s.core.v1.ResourceRequirementsArgs(
                 requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
             ),
             volume_mounts=[k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True)],
+            termination_message_policy="FallbackToLogsOnError",
         )
 
     def ingress_rules(self, ports: list[k8s.core.v1.ContainerPortArgs]):

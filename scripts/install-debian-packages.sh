@@ -2,15 +2,16 @@
 # Installs the Debian 12 packages the test command needs on the machine itself: iproute2
 # (network namespaces), openssl (the engine tier's PKI) and debootstrap (scripts/debian13-root.sh
 # makes the Debian 13 root from which the render and live tiers run Kamailio 6.0, Valkey 8.1,
-# rtpengine 12.5 and SIPp 3.7, the versions the images ship); for the node tier, containerd,
-# runc and the CNI plugins (the container runtime of its one real node) and iptables, ipset and
-# conntrack (what kube-proxy and kube-router call). Daemons are installed, never started: the
-# node tier starts its own containerd in a namespace of its own and stops it by PID.
-# Idempotent; needs root.
+# rtpengine 12.5 and SIPp 3.7, the versions the images ship). The vm tier adds qemu-system-x86
+# (software emulation, no KVM) and e2fsprogs (scripts/vm-image.sh: mkfs.ext4 -d). The node tier
+# adds containerd, runc and the CNI plugins (the container runtime of its one real node) and
+# iptables, ipset and conntrack (what kube-proxy and kube-router call); they are installed,
+# never started on the machine: the node tier starts its own containerd in namespaces of its
+# own and stops it by PID. Idempotent; needs root.
 set -euo pipefail
 
 PACKAGES=(
-  iproute2 openssl debootstrap util-linux
+  iproute2 openssl debootstrap util-linux qemu-system-x86 e2fsprogs
   containerd runc containernetworking-plugins iptables ipset conntrack
 )
 

@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.engine import cluster as engine_cluster
 from tests.netns import NetNamespace
+from tests.node import control_plane
 from tests.node.images import PAUSE_IMAGE
 
 NODE_NAME = "ims-node"
@@ -143,7 +143,7 @@ class Node:
 
     netns: NetNamespace
     workdir: Path
-    cluster: engine_cluster.Cluster
+    cluster: control_plane.Cluster
     cgroup_root: str
     sysctls: dict[str, str]
     init_pid: int = 0
@@ -406,21 +406,21 @@ def _write_cluster_dns(workdir: Path) -> None:
 # --- start --------------------------------------------------------------------------------------
 
 
-def start_control_plane(tools_bin: Path, workdir: Path, timeout: float = 120.0) -> engine_cluster.Cluster:
+def start_control_plane(tools_bin: Path, workdir: Path, timeout: float = 120.0) -> control_plane.Cluster:
     """etcd, kube-apiserver, controller-manager and scheduler on the namespace's loopback.
 
     Call from a thread inside the node's network namespace (children inherit it). No kwok:
     the one node is the real kubelet.
     """
-    ec = engine_cluster
-    etcd_port, peer_port, api_port = ec._pick_ports([2379, 2380, 6443])
+    ec = control_plane
+    etcd_port, peer_port, api_port = ec.pick_ports([2379, 2380, 6443])
     pki, logs = workdir / "pki", workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     ec.make_pki(pki)
     server = f"https://127.0.0.1:{api_port}"
     kubeconfig = workdir / "admin.kubeconfig"
     ec.write_kubeconfig(kubeconfig, pki, server)
-    launcher = ec._Launcher(tools_bin, logs)
+    launcher = ec.Launcher(tools_bin, logs)
     cluster = ec.Cluster(
         workdir=workdir, kubeconfig=kubeconfig, server=server, pids=launcher.pids, binaries=launcher.binaries
     )
@@ -436,7 +436,7 @@ def start_control_plane(tools_bin: Path, workdir: Path, timeout: float = 120.0) 
                 "--initial-cluster-state=new", "--unsafe-no-fsync", "--log-level=warn",
             ],
         )  # fmt: skip
-        ec._wait("etcd", launcher, lambda: ec._http_ok(etcd + "/health"), timeout)
+        ec.wait_for("etcd", launcher, lambda: ec.http_ok(etcd + "/health"), timeout)
         launcher.start(
             "kube-apiserver",
             [
@@ -455,7 +455,7 @@ def start_control_plane(tools_bin: Path, workdir: Path, timeout: float = 120.0) 
             ],
         )  # fmt: skip
         context = ec.api_client(pki)
-        ec._wait("kube-apiserver /readyz", launcher, lambda: ec._api_ok(server, context, "/readyz"), timeout)
+        ec.wait_for("kube-apiserver /readyz", launcher, lambda: ec.api_ok(server, context, "/readyz"), timeout)
         common = [f"--kubeconfig={kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=1"]
         launcher.start(
             "kube-controller-manager",
@@ -465,7 +465,7 @@ def start_control_plane(tools_bin: Path, workdir: Path, timeout: float = 120.0) 
             ],
         )  # fmt: skip
         launcher.start("kube-scheduler", common)
-        ec._wait(
+        ec.wait_for(
             "default ServiceAccount",
             launcher,
             lambda: (
@@ -539,10 +539,10 @@ def start_node(tools_bin: Path, workdir: Path, timeout: float = 180.0) -> Node:
 def api(
     node: Node, method: str, path: str, body: dict | None = None, content_type: str | None = None
 ) -> tuple[int, dict]:
-    context = engine_cluster.api_client(node.workdir / "pki")
+    context = control_plane.api_client(node.workdir / "pki")
     with node.netns.entered():
         if content_type is None:
-            status, text = engine_cluster.api_request(node.cluster.server, context, method, path, body)
+            status, text = control_plane.api_request(node.cluster.server, context, method, path, body)
         else:
             status, text = _request(node.cluster.server, context, method, path, body, content_type)
     return status, (json.loads(text) if text.strip().startswith("{") else {"raw": text})

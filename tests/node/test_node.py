@@ -10,10 +10,12 @@ import json
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from components.render import rtpengine as render_rtpengine
+from tests.engine.conftest import storage
 from tests.figures import record
 from tests.live import sipp, test_call
 from tests.live.rtpengine_daemon import NamespacedNgClient
@@ -30,26 +32,15 @@ PROBE_NAMESPACE = "ims-node-probe"
 @pytest.fixture(scope="module")
 def stack(node, workspace, hss, pcrf):
     """`pulumi up` of the real program on the node, then every pod of the stack Ready."""
-    pv_dir = node.workdir / "pv-0"
-    pv_dir.mkdir()
-    pv_dir.chmod(0o777)  # Valkey runs as its own uid and writes its AOF here
-    status, body = node_mod.api(
-        node,
-        "POST",
-        "/api/v1/persistentvolumes",
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": "node-tier-pv-0"},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "hostPath": {"path": str(pv_dir)},
-                "persistentVolumeReclaimPolicy": "Retain",
-            },
-        },
-    )
-    assert status == 201, body
+    # What a cluster's storage offers (the engine tier's default class and volumes): Valkey's
+    # claim binds to one; its directory is writable for Valkey's uid.
+    for path, body in storage(node.workdir):
+        if body["kind"] == "PersistentVolume":
+            directory = Path(body["spec"]["hostPath"]["path"])
+            directory.mkdir()
+            directory.chmod(0o777)
+        status, answer = node_mod.api(node, "POST", path, body)
+        assert status == 201, answer
     workspace.timed("up", "up", "--yes", "--skip-preview", timeout=900)
     kube.wait_for(
         "every pod of the stack Ready",

@@ -13,6 +13,9 @@ SECRET = "kubernetes:core/v1:Secret"
 SERVICE = "kubernetes:core/v1:Service"
 IMAGE = "docker:index/image:Image"
 
+# IPsec needs a Gm exposure that ESP can traverse (settings refuse it with the Service).
+IPSEC_ON = {"pcscfIpsec": "true", "pcscfGmExposure": "hostNetwork"}
+
 
 def test_dev_stack_has_one_component_per_nf(dev_run):
     components = {(r.typ, r.name) for r in dev_run.resources if r.typ.startswith("ims:")}
@@ -128,7 +131,7 @@ def test_net_admin_only_on_the_pcscf_and_only_with_ipsec():
             for r in run.mocks.of_type(DEPLOYMENT)
         }
 
-    with_ipsec = caps(run_program({"pcscfIpsec": "true"}))
+    with_ipsec = caps(run_program(IPSEC_ON))
     assert with_ipsec.pop("pcscf") == ["NET_ADMIN"]
     assert all(added == [] for added in with_ipsec.values()), with_ipsec
     assert all(added == [] for added in caps(run_program({"pcscfIpsec": "false"})).values())
@@ -144,10 +147,10 @@ def test_pcscf_service_exposes_ipsec_ports_only_when_ipsec_is_on():
     def ports(run):
         return {(p["name"], p["protocol"]) for p in run.mocks.named("pcscf-service").inputs["spec"]["ports"]}
 
-    on, off = ports(run_program({"pcscfIpsec": "true"})), ports(run_program({"pcscfIpsec": "false"}))
+    on, off = ports(run_program(IPSEC_ON)), ports(run_program({"pcscfIpsec": "false"}))
     assert {("sip-udp", "UDP"), ("sip-tcp", "TCP"), ("diameter", "TCP")} <= off
     assert not any(name.startswith("ipsec") for name, _ in off)
-    assert {("ipsec-c-udp", "UDP"), ("ipsec-s-tcp", "TCP")} <= on
+    assert {("ipsec-c0-udp", "UDP"), ("ipsec-s3-tcp", "TCP")} <= on
 
 
 def test_fixed_addresses_become_cluster_ips():
@@ -188,9 +191,10 @@ def test_cscf_pods_resolve_through_the_ims_dns(dev_run):
 
 def test_icscf_seeds_its_tables_into_its_valkey_database_before_starting(dev_run):
     spec = pod_spec(dev_run.mocks.named("icscf-deployment"))
-    (seed,) = spec["initContainers"]
-    script = seed["command"][-1]
-    assert "until valkey-cli -h valkey.ims.mnc001.mcc001.3gppnetwork.org ping" in script
+    dns, seed = spec["initContainers"]
+    assert dns["name"] == "wait-for-ims-dns" and seed["name"] == "seed-icscf-tables"
+    script = resolve(seed["command"][-1])
+    assert "valkey-cli --no-auth-warning -h valkey.ims.mnc001.mcc001.3gppnetwork.org -p 6379 ping" in script
     assert "-n 1 < /etc/kamailio/seed/icscf-tables.valkey" in script
     (auth,) = seed["env"]
     valkey_secret = dev_run.mocks.named("valkey-auth").inputs["metadata"]
@@ -199,10 +203,13 @@ def test_icscf_seeds_its_tables_into_its_valkey_database_before_starting(dev_run
     config = dev_run.mocks.named("icscf-config").inputs["data"]
     rows = config["seed__icscf-tables.valkey"].splitlines()
     assert rows[0].startswith('"HSET" "s_cscf:entry::1"') and '"sip:scscf.ims.mnc001.mcc001.3gppnetwork.org:5060"' in rows[0]
-    (wait,) = pod_spec(dev_run.mocks.named("pcscf-deployment"))["initContainers"]
+    _, wait = pod_spec(dev_run.mocks.named("pcscf-deployment"))["initContainers"]
     assert wait["name"] == "wait-for-valkey"
-    assert "until valkey-cli -h valkey." in wait["command"][-1] and " -n " not in wait["command"][-1]
-    assert "initContainers" not in pod_spec(dev_run.mocks.named("scscf-deployment"))
+    script = resolve(wait["command"][-1])
+    assert "valkey-cli --no-auth-warning -h valkey." in script and " -n " not in script
+    # The S-CSCF uses no Valkey: it waits only for the IMS DNS.
+    (only,) = pod_spec(dev_run.mocks.named("scscf-deployment"))["initContainers"]
+    assert only["name"] == "wait-for-ims-dns"
 
 
 def test_cscf_config_files_are_readable_by_the_non_root_user(dev_run):
@@ -213,7 +220,7 @@ def test_cscf_config_files_are_readable_by_the_non_root_user(dev_run):
 
 
 def test_ipsec_pcscf_runs_as_root_with_only_net_admin():
-    security = container(run_program({"pcscfIpsec": "true"}).mocks.named("pcscf-deployment"))["securityContext"]
+    security = container(run_program(IPSEC_ON).mocks.named("pcscf-deployment"))["securityContext"]
     assert security["runAsUser"] == 0 and security["runAsNonRoot"] is False
     assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
     assert security["allowPrivilegeEscalation"] is False
