@@ -71,8 +71,9 @@ def _script(path: Path) -> tuple[bytes, int, int]:
 def images(pause: bytes, coredns: bytes) -> list[Image]:
     kamailio_dir = ROOT / "dockerfiles" / "kamailio"
     rtpengine_dir = ROOT / "dockerfiles" / "rtpengine" / "alpine"
-    # Alpine's nc is a busybox applet; the probe script needs one at the same name.
-    nc = ("/usr/bin/busybox", 0o777, 0)
+    # Alpine's nc and nslookup are busybox applets (the probe and init-container scripts call
+    # them by name); Debian's busybox has both applets but no links to them.
+    applets = {f"usr/local/bin/{a}": ("/usr/bin/busybox", 0o777, 0) for a in ("nc", "nslookup")}
     return [
         Image(PAUSE_IMAGE, ["/pause"], base=False, files={"pause": (pause, 0o755, 0)}),
         Image(
@@ -82,7 +83,7 @@ def images(pause: bytes, coredns: bytes) -> list[Image]:
             user=f"{NONROOT}:{NONROOT}",
             files={
                 "usr/local/bin/sip-options-probe": _script(kamailio_dir / "sip-options-probe"),
-                "usr/local/bin/nc": nc,
+                **applets,
             },
             dirs={"run/kamailio": (0o755, NONROOT)},
         ),
@@ -94,7 +95,7 @@ def images(pause: bytes, coredns: bytes) -> list[Image]:
             files={"usr/local/bin/rtpengine-ng-ping": _script(rtpengine_dir / "rtpengine-ng-ping")},
         ),
         # Like docker.io/valkey/valkey's Alpine image: valkey-server/valkey-cli on PATH, /data.
-        Image(VALKEY_IMAGE, ["valkey-server"], working_dir="/data", dirs={"data": (0o755, 999)}),
+        Image(VALKEY_IMAGE, ["valkey-server"], working_dir="/data", files=applets, dirs={"data": (0o755, 999)}),
         # Like docker.io/coredns/coredns: the binary at /coredns, non-root.
         Image(
             COREDNS_IMAGE, ["/coredns"], user=f"{NONROOT}:{NONROOT}", base=False, files={"coredns": (coredns, 0o755, 0)}
