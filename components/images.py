@@ -33,6 +33,8 @@ IMAGES = {
     "kamailio": ImageSpec("kamailio", DOCKERFILES / "kamailio"),
     "rtpengine-alpine": ImageSpec("rtpengine-alpine", DOCKERFILES / "rtpengine" / "alpine"),
     "rtpengine-ubuntu": ImageSpec("rtpengine-ubuntu", DOCKERFILES / "rtpengine" / "ubuntu"),
+    "open5gs": ImageSpec("open5gs", DOCKERFILES / "open5gs"),
+    "open5gs-provision": ImageSpec("open5gs-provision", DOCKERFILES / "open5gs-provision"),
 }
 
 

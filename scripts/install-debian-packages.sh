@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the render and live tiers run: Kamailio 5.6 with the IMS,
 # Redis, presence, extra and utils modules, rtpengine (userspace), redis-server (the Valkey
-# stand-in), SIPp, iproute2 and busybox (runs the image's readiness probe). Daemons are
+# stand-in), SIPp, iproute2 and busybox (runs the image's readiness probe).
+# freeDiameterd loads the rendered open5gs freeDiameter .conf files (render tier). Daemons are
 # installed, never started: the tests start the ones they need on loopback and stop them by
 # PID. Idempotent; needs root.
 set -euo pipefail
@@ -10,6 +11,7 @@ PACKAGES=(
   kamailio kamailio-ims-modules kamailio-redis-modules kamailio-presence-modules
   kamailio-extra-modules kamailio-utils-modules
   rtpengine-daemon redis-server sip-tester iproute2 openssl socat busybox
+  freediameterd freediameter-extensions
 )
 
 missing=()

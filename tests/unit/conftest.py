@@ -13,7 +13,7 @@ import pytest
 from tests.tooling import ROOT
 
 # Keys every test stack sets (valkeyPassword has no default by design).
-BASE_CONFIG = {"valkeyPassword": "unit-test-password-0123"}
+BASE_CONFIG = {"valkeyPassword": "unit-test-password-0123", "mongodbPassword": "unit-test-mongodb-0123"}
 
 
 def _stable_hash(value) -> str:
