@@ -26,6 +26,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .base import DeployContext, NetworkFunctionComponent, config_volume, non_root_security_context, secret_volume
+from .cscf import CLUSTER_DOMAIN
 from .render import open5gs as render_open5gs
 from .render.kamailio import DIAMETER_PORT
 
@@ -40,6 +41,21 @@ def _env_from_secret(name: str, secret: pulumi.Input[str], key: str) -> k8s.core
         name=name,
         value_from=k8s.core.v1.EnvVarSourceArgs(secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)),
     )
+
+
+def ims_dns(ctx: DeployContext) -> dict:
+    """freeDiameter resolves its peers' Diameter identities (the CSCFs' IMS FQDNs): through the
+    IMS DNS, which forwards every other name (MongoDB's Service) to the cluster DNS."""
+    if ctx.resolver is None:
+        return {}
+    return {
+        "dns_policy": "None",
+        "dns_config": k8s.core.v1.PodDNSConfigArgs(
+            nameservers=[ctx.resolver],
+            searches=[ctx.namespace.apply(lambda ns: f"{ns}.svc.{CLUSTER_DOMAIN}"), f"svc.{CLUSTER_DOMAIN}", CLUSTER_DOMAIN],
+            options=[k8s.core.v1.PodDNSConfigOptionArgs(name="ndots", value="2")],
+        ),
+    }
 
 
 def _small() -> k8s.core.v1.ResourceRequirementsArgs:
@@ -149,7 +165,7 @@ class SubscriberProvisioning(NetworkFunctionComponent):
         )
         # Autonamed: the pod template is immutable, so a new subscriber set is a new Job.
         self.job = k8s.batch.v1.Job(
-            PROVISIONING,
+            f"{PROVISIONING}-job",
             metadata=self.metadata(),
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=6,
@@ -221,7 +237,7 @@ class _Open5gsNf(NetworkFunctionComponent):
         )
         self.workload = self.deployment(
             k8s.core.v1.PodSpecArgs(
-                init_containers=[wait], containers=[container], volumes=[volume], enable_service_links=False
+                init_containers=[wait], containers=[container], volumes=[volume], enable_service_links=False, **ims_dns(ctx)
             )
         )
         self.svc = self.service(
@@ -328,7 +344,8 @@ class Pgw(NetworkFunctionComponent):
         upf = daemon("upf", [tun_mount], [port(name="gtpu", container_port=render_open5gs.GTPU_PORT, protocol="UDP")])
         self.workload = self.deployment(
             k8s.core.v1.PodSpecArgs(
-                init_containers=[setup], containers=[smf, upf], volumes=[volume, tun], enable_service_links=False
+                init_containers=[setup], containers=[smf, upf], volumes=[volume, tun], enable_service_links=False,
+                **ims_dns(ctx),
             ),
             recreate=True,
         )

@@ -56,7 +56,7 @@ def build(settings: Settings) -> Stack:
     cscfs = {role: Cscf(role, clients) for role in CSCF_ROLES}
     addresses = {role: c.address for role, c in cscfs.items()}
     addresses.update(valkey=valkey.address, rtpengine=rtpengine.address)
-    open5gs = build_open5gs(ctx, ims_dns, cscfs) if settings.open5gs else None
+    open5gs = build_open5gs(clients, ims_dns, cscfs) if settings.open5gs else None
     if open5gs:
         addresses.update({nf: open5gs[nf].address for nf in ("hss", "pcrf", "pgw")})
     ims_dns.publish(addresses)

@@ -4,12 +4,16 @@ Pure functions settings -> files, shared by the components and the tests:
 - `hss.yaml`, `pcrf.yaml`, `smf.yaml`, `upf.yaml` (open5gs 2.7 format). None holds a password:
   the MongoDB URI with its password reaches hssd and pcrfd through the DB_URI environment
   variable, from a Kubernetes Secret (open5gs reads DB_URI after the YAML).
-- freeDiameter `.conf` files for the HSS, PCRF and SMF. The `.conf` form (not open5gs' inline
-  mapping) because `ConnectTo` may then be a DNS name, resolved when the daemon starts, so the
-  Service names work while pod addresses change. freeDiameter refuses a peer it does not know,
-  so every Kamailio peer is a `ConnectPeer` whose name is that CSCF's Origin-Host. The HSS and
-  PCRF open the connections: a CER from Kamailio's cdp can lack Host-IP-Address (it looks up its
-  socket in the wrong process), which freeDiameter refuses; cdp's CEA always carries it.
+- freeDiameter `.conf` files for the HSS, PCRF and SMF (the `.conf` form, not open5gs' inline
+  mapping, which takes numeric addresses only). freeDiameter refuses a peer it does not know, so
+  every Kamailio peer is a `ConnectPeer` whose name is that CSCF's Origin-Host. Without a fixed
+  address there is no `ConnectTo`: freeDiameter then resolves the peer's Diameter identity, which
+  the IMS DNS publishes (the open5gs pods resolve through it, like the CSCFs), so pod and Service
+  address changes need no re-render. Debian's freeDiameter 1.2.1 never connected to a DNS name
+  given as `ConnectTo`; it did connect through the identity. No `ListenOn`: freeDiameter
+  advertises the pod's own (non-loopback) addresses. The HSS and PCRF open the connections: a
+  CER from Kamailio's cdp can lack Host-IP-Address (cdp looks its socket up in the wrong
+  process), which freeDiameter refuses; cdp's CEA always carries it.
 - `subscribers.json`: the declared subscribers for the provisioning Job (a Secret: K and OPc).
 - `upf-tun.sh`: the UPF's TUN devices, addresses and NAT, run by its init container.
 
@@ -65,24 +69,18 @@ SHIPPED = ROOT / "config" / "open5gs"
 PROVISION_SCRIPT = "provision.py"
 
 
-def _host(settings: Settings, name: str) -> str:
-    """Where an NF is reached from another pod: its fixed address, else its Service DNS name."""
-    nf = settings.nf(name)
-    return nf.address or f"{name}.{settings.namespace}.svc.cluster.local"
-
-
 def mongodb_uri(settings: Settings, password: str) -> str:
     host = f"mongodb.{settings.namespace}.svc.cluster.local"
     return f"mongodb://{MONGODB_USER}:{password}@{host}:{MONGODB_PORT}/{MONGODB_DATABASE}?authSource=admin"
 
 
-def diameter_peers(settings: Settings, nf: str) -> list[tuple[str, str]]:
-    """(Origin-Host, where to connect) of the Diameter peers of the HSS, PCRF or SMF (no P-CSCF if Rx is off)."""
+def diameter_peers(settings: Settings, nf: str) -> list[tuple[str, str | None]]:
+    """(Diameter identity, fixed address or None) of the peers of the HSS, PCRF or SMF (no P-CSCF if Rx is off)."""
     peers = []
     for role, _app in DIAMETER_PEERS.get(nf, ()):
         if role == "pcscf" and not settings.pcscf_rx:
             continue
-        peers.append((settings.nf(role).fqdn, _host(settings, role)))
+        peers.append((settings.nf(role).fqdn, settings.nf(role).address))
     return peers
 
 
@@ -96,13 +94,17 @@ def freediameter_conf(settings: Settings, nf: str, *, extension_dir: str = EXTEN
         f"Port = {DIAMETER_PORT};",
         # No TLS credentials are configured: freeDiameter needs SecPort 0 then.
         "SecPort = 0;",
+        # Diameter over TCP only: freeDiameter opens an SCTP server by default and stops when
+        # the kernel has no SCTP (seen on the test machines; many pod networks have none).
+        "No_SCTP;",
         "NoRelay;",
         "TcTimer = 5;",
         "TwTimer = 30;",
     ]
     lines += [f'LoadExtension = "{extension_dir}/{name}.fdx";' for name in DICTIONARIES]
-    for identity, connect_to in diameter_peers(settings, nf):
-        lines.append(f'ConnectPeer = "{identity}" {{ ConnectTo = "{connect_to}"; Port = {DIAMETER_PORT}; No_TLS; No_SCTP; }};')
+    for identity, address in diameter_peers(settings, nf):
+        connect_to = f'ConnectTo = "{address}"; ' if address else ""
+        lines.append(f'ConnectPeer = "{identity}" {{ {connect_to}Port = {DIAMETER_PORT}; No_TLS; No_SCTP; }};')
     return "\n".join(lines) + "\n"
 
 

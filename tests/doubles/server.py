@@ -375,6 +375,12 @@ class DiameterServerDouble(Generic[R]):
     def _dispatch(self, conn: Connection, msg: d.Message) -> tuple[d.Message | None, bool]:
         if msg.application_id == 0:
             if msg.command_code == d.CMD_CAPABILITIES_EXCHANGE:
+                if msg.find(d.AVP_HOST_IP_ADDRESS) is None:
+                    # RFC 6733 5.3.1: Host-IP-Address is required in a CER. freeDiameter (open5gs'
+                    # HSS and PCRF) refuses such a CER ("Conflicting rule"); so does the double.
+                    self._error(f"CER from {msg.str_of(d.AVP_ORIGIN_HOST)} without Host-IP-Address: refused")
+                    ans = self.base.error_answer(msg, d.DIAMETER_MISSING_AVP, "Host-IP-Address missing")
+                    return ans, True
                 cea, ok = self.base.cea(msg, conn.sock.getsockname()[0])
                 with self._changed:
                     conn.peer_host = msg.str_of(d.AVP_ORIGIN_HOST)
