@@ -79,7 +79,11 @@ def provision(db, declared: dict) -> list[str]:
     imsis = []
     for sub in declared["subscribers"]:
         imsis.append(sub["imsi"])
-        set_fields = {k: v for k, v in document(sub, stack).items()}
+        doc = document(sub, stack)
+        # security field by field: a $set of the whole subdocument would conflict with the
+        # $setOnInsert of security.sqn (and, on an update, drop the SQN the HSS advanced).
+        set_fields = {k: v for k, v in doc.items() if k != "security"}
+        set_fields.update({f"security.{k}": v for k, v in doc["security"].items()})
         result = col.update_one(
             {"imsi": sub["imsi"]},
             {"$set": set_fields, "$setOnInsert": {"security.sqn": Int64(INITIAL_SQN)}},
