@@ -415,6 +415,7 @@ def from_mapping(
     stack: str,
     schema: Mapping[str, Mapping[str, Any]] | None = None,
     secret: Any = None,
+    secret_keys: frozenset[str] | None = None,
 ) -> Settings:
     """Pure: raw stack config (keys with or without the `ims-core:` prefix) -> Settings.
 
@@ -532,6 +533,11 @@ def from_mapping(
             name=name, fqdn=f"{name}.{domain}", realm=domain, address=address, replicas=replicas, resources=resources
         )
 
+    if secret_keys is not None and v["subscribers"] and "subscribers" not in secret_keys:
+        errors.append(
+            "subscribers: K and OPc are stored in plain text in the stack config; set them as secrets: "
+            "pulumi config set --secret --path 'subscribers[N].k' <32 hex> (and .opc)"
+        )
     if open5gs is None and v["subscribers"]:
         errors.append(
             "subscribers: declared with open5gs = false; they are provisioned into open5gs' database only: "
@@ -576,4 +582,6 @@ def from_pulumi_config() -> Settings:
     from pulumi.runtime import config as runtime_config
 
     values = dict(runtime_config.CONFIG.get())
-    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret)
+    # A structured key is secret when any value in it is (pulumi config set --secret --path ...).
+    secret_keys = frozenset(_strip_project(k) for k in values if runtime_config.is_config_secret(k))
+    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret, secret_keys=secret_keys)

@@ -40,9 +40,11 @@ mkdir -p .pulumi-state
 export PULUMI_BACKEND_URL="file://$PWD/.pulumi-state"
 export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE:-dev-passphrase-change-me}
 pulumi stack select dev 2>/dev/null || pulumi stack init dev
-if ! pulumi config get valkeyPassword >/dev/null 2>&1; then
-  pulumi config set --secret valkeyPassword "$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
-fi
+for secret in valkeyPassword mongodbPassword; do
+  if ! pulumi config get "$secret" >/dev/null 2>&1; then
+    pulumi config set --secret "$secret" "$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+  fi
+done
 
 # 3. Build, push and deploy.
 pulumi up --yes --stack dev "$@"

@@ -17,6 +17,7 @@ LOOPBACK_ADDRESSES = {
     "scscfAddress": "127.0.0.13",
     "hssAddress": "127.0.0.20",
     "pcrfAddress": "127.0.0.21",
+    "pgwAddress": "127.0.0.22",
     "valkeyAddress": "127.0.0.30",
     "rtpengineAddress": "127.0.0.40",
     "corednsAddress": "127.0.0.53",

@@ -302,14 +302,16 @@ class DiameterServerDouble(Generic[R]):
         with self._lock:
             self._errors.append(text)
 
-    def connect_peers(self, peers: list[tuple[str, int]], retry: float = 1.0) -> None:
-        """Open the connections to ``peers`` (address, port) as well, as open5gs' freeDiameter
-        does for each ConnectPeer (the HSS and PCRF connect to the CSCFs): one thread per peer
-        keeps a connection up until ``stop()``. Start it inside the network namespace."""
-        for host, port in peers:
+    def connect_peers(self, peers: list[tuple[str, str, int]], retry: float = 1.0) -> None:
+        """Open the connections to ``peers`` (Diameter identity, address, port) as well, as
+        open5gs' freeDiameter does for each ConnectPeer (the HSS and PCRF connect to the CSCFs):
+        one thread per peer connects whenever no connection with that peer is open (one
+        connection per peer, as RFC 6733 5.6.4 election leaves), until ``stop()``. Start it
+        inside the network namespace."""
+        for identity, host, port in peers:
             thread = threading.Thread(
                 target=self._connect_loop,
-                args=(host, port, retry),
+                args=(identity, host, port, retry),
                 name=f"{self.application.thread_label}-connect:{host}:{port}",
                 daemon=True,
             )
@@ -317,8 +319,11 @@ class DiameterServerDouble(Generic[R]):
                 self._connectors.append(thread)
             thread.start()
 
-    def _connect_loop(self, host: str, port: int, retry: float) -> None:
+    def _connect_loop(self, identity: str, host: str, port: int, retry: float) -> None:
         while not self._stopping.is_set():
+            if identity in self.peers:  # the peer connected to us: nothing to do
+                self._stopping.wait(retry)
+                continue
             try:
                 sock = socket.create_connection((host, port), timeout=2)
             except OSError:

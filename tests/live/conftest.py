@@ -275,11 +275,11 @@ def sipp_safe_rand(milenages) -> Callable[[], bytes]:
     return rand
 
 
-def _connect_peers(settings: Settings, nf: str) -> list[tuple[str, int]]:
+def _connect_peers(settings: Settings, nf: str) -> list[tuple[str, str, int]]:
     """Where the rendered freeDiameter conf of the HSS or PCRF connects: the peers with a fixed
     address (the CSCFs in the loopback profile; the live tier has no PGW)."""
     peers = render_open5gs.diameter_peers(settings, nf)
-    return [(address, render_kamailio.DIAMETER_PORT) for _identity, address in peers if address]
+    return [(identity, address, render_kamailio.DIAMETER_PORT) for identity, address in peers if address]
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,9 @@ def run_program(config: dict | None = None, *, stack: str = "dev", base: bool = 
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="ims-core", stack=stack, preview=False)
     pulumi.runtime.set_all_config(
-        {f"ims-core:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+        {f"ims-core:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()},
+        # As `pulumi config set --secret` leaves them (subscribers: K and OPc set with --secret --path).
+        [f"ims-core:{k}" for k in ("valkeyPassword", "mongodbPassword", "subscribers") if k in values],
     )
     exported: dict = {}
     original_export = pulumi.export

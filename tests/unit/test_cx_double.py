@@ -354,7 +354,7 @@ def test_the_double_also_connects_to_its_peers_as_freediameter_connectpeer_does(
     # A second double stands in for the CSCF's cdp: it accepts the HSS's CER (Cx in common).
     cscf = CxHssTestDouble(origin_host="icscf.example", origin_realm="example", port=0).start()
     try:
-        hss.connect_peers([cscf.address])
+        hss.connect_peers([("icscf.example", *cscf.address)])
         assert cscf.wait_for_peer(hss.origin_host, timeout=5) == hss.origin_host
         assert hss.wait_for_peer("icscf.example", timeout=5) == "icscf.example"
         assert cscf.refused_cers == []  # the CER it sent carried Host-IP-Address

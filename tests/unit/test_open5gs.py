@@ -254,3 +254,12 @@ def test_mongodb_admits_only_its_clients_and_diameter_only_the_peers():
     # The CSCFs admit Diameter from the open5gs pods (RTR/PPR from the HSS, RAR/ASR from the PCRF).
     assert any({"hss"} == s for s in sources("icscf-ingress"))
     assert any({"pcrf"} == s for s in sources("pcscf-ingress"))
+
+
+def test_subscribers_in_plain_text_stack_config_are_refused():
+    from components.settings import from_mapping
+
+    values = {"valkeyPassword": "x" * 16, "mongodbPassword": "y" * 16, "subscribers": [ALICE]}
+    with pytest.raises(SettingsError, match=r"subscribers: K and OPc are stored in plain text"):
+        from_mapping(values, stack="unit", secret_keys=frozenset({"valkeyPassword"}))
+    assert from_mapping(values, stack="unit", secret_keys=frozenset({"subscribers"})).open5gs.subscribers
