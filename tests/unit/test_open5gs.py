@@ -263,3 +263,22 @@ def test_subscribers_in_plain_text_stack_config_are_refused():
     with pytest.raises(SettingsError, match=r"subscribers: K and OPc are stored in plain text"):
         from_mapping(values, stack="unit", secret_keys=frozenset({"valkeyPassword"}))
     assert from_mapping(values, stack="unit", secret_keys=frozenset({"subscribers"})).open5gs.subscribers
+
+
+def test_the_dev_stack_runs_with_rx_on_and_its_peers_in_the_stack(dev_run):
+    pcscf = dev_run.mocks.named("pcscf-config").inputs["data"]
+    assert "#!define WITH_RX" in pcscf["defines.cfg"]
+    assert 'FQDN="pcrf.epc.mnc001.mcc001.3gppnetwork.org"' in pcscf["diameter.xml"]
+    hss = dev_run.mocks.named("hss-config").inputs["data"]["freeDiameter__hss.conf"]
+    pcrf = dev_run.mocks.named("pcrf-config").inputs["data"]["freeDiameter__pcrf.conf"]
+    assert set(_connect_peers(hss)) == {"icscf.ims.mnc001.mcc001.3gppnetwork.org", "scscf.ims.mnc001.mcc001.3gppnetwork.org"}
+    assert set(_connect_peers(pcrf)) == {"pcscf.ims.mnc001.mcc001.3gppnetwork.org", "pgw.epc.mnc001.mcc001.3gppnetwork.org"}
+
+
+def test_the_pgw_hands_ues_the_stacks_own_pcscf_and_ims_dns_addresses(dev_run):
+    from tests.unit.conftest import resolve
+
+    data = resolve(dev_run.mocks.named("pgw-config").inputs["data"])
+    smf = yaml.safe_load(data["smf.yaml"])["smf"]
+    assert smf["p-cscf"] == [resolve(dev_run.outputs["pcscfAddress"])]
+    assert smf["dns"] == [resolve(dev_run.outputs["imsDnsAddress"])]
