@@ -1,18 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages the render and live tiers run: Kamailio 5.6 with the IMS,
-# Redis, presence, extra and utils modules, rtpengine (userspace), redis-server (the Valkey
-# stand-in), SIPp, iproute2 and busybox (runs the image's readiness probe).
-# freeDiameterd loads the rendered open5gs freeDiameter .conf files (render tier). Daemons are
-# installed, never started: the tests start the ones they need on loopback and stop them by
-# PID. Idempotent; needs root.
+# Installs the Debian 12 packages the test command needs on the machine itself: iproute2
+# (network namespaces), openssl (the engine tier's PKI) and debootstrap (scripts/debian13-root.sh
+# makes the Debian 13 root from which the render and live tiers run Kamailio 6.0, Valkey 8.1,
+# rtpengine 12.5 and SIPp 3.7, the versions the images ship), and freeDiameterd 1.2.1 with its
+# extensions (the render tier loads the rendered open5gs freeDiameter .conf files in it; it is
+# never started as a service). No other daemon is installed on the machine itself. Idempotent;
+# needs root.
 set -euo pipefail
 
-PACKAGES=(
-  kamailio kamailio-ims-modules kamailio-redis-modules kamailio-presence-modules
-  kamailio-extra-modules kamailio-utils-modules
-  rtpengine-daemon redis-server sip-tester iproute2 openssl socat busybox
-  freediameterd freediameter-extensions
-)
+PACKAGES=(iproute2 openssl debootstrap util-linux freediameterd freediameter-extensions)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -28,7 +24,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 echo "[debian] installing: ${missing[*]}"
-# Keep the packages' init scripts from starting kamailio/redis/rtpengine on the machine.
+# Keep freediameterd's init script from starting a Diameter daemon on the machine.
 guard=/usr/sbin/policy-rc.d
 created_guard=0
 if [ ! -e "$guard" ]; then
