@@ -35,12 +35,14 @@ HOST_BINARIES = ("containerd", "runc", "ctr", "iptables", "ipset", "nsenter", "u
 NAMESPACE = "ims-node"
 HSS_ADDRESS, PCRF_ADDRESS, ALICE_ADDRESS, BOB_ADDRESS = node_mod.HOST_ADDRESSES
 # The stack as the node tier deploys it: the test images, the Cx/Rx doubles beside the node
-# (their addresses on it), and IPsec off (SIPp speaks no IPsec; the kernel has no ESP).
+# (their addresses on it) instead of open5gs (no open5gs image here), and IPsec off (SIPp
+# speaks no IPsec; the kernel has no ESP).
 STACK_CONFIG = {
     "namespace": NAMESPACE,
     "hssAddress": HSS_ADDRESS,
     "pcrfAddress": PCRF_ADDRESS,
     "pcscfIpsec": "false",
+    "open5gs": "false",
     **node_images.stack_config(),
 }
 
