@@ -37,7 +37,13 @@ def build(settings: Settings) -> Stack:
         "namespace",
         metadata=k8s.meta.v1.ObjectMetaArgs(
             name=settings.namespace,
-            labels={"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": "pulumi"},
+            labels={
+                "app.kubernetes.io/part-of": PART_OF,
+                "app.kubernetes.io/managed-by": "pulumi",
+                # rtpengine takes host ports (hostNetwork or hostPort) and the P-CSCF adds
+                # NET_ADMIN for IPsec: only the privileged Pod Security level admits them.
+                "pod-security.kubernetes.io/enforce": "privileged",
+            },
         ),
         opts=pulumi.ResourceOptions(provider=provider),
     )
