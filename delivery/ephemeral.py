@@ -177,6 +177,8 @@ def stack_config(pr: int, slot: int, args: argparse.Namespace) -> dict[str, auto
     values = {**template_config(), **parse_overrides(args.set)}
     values.update(
         namespace=namespace(pr),
+        # hostNetwork would put every stack's NG control port (UDP 2223) on the same node port;
+        # hostPort keeps NG in the pod network and maps only the stack's own media ports.
         rtpengineMediaExposure="hostPort",
         rtpenginePortMin=str(low),
         rtpenginePortMax=str(high),

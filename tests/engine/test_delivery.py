@@ -1,7 +1,7 @@
 """Engine tier, delivery workflow: the policy pack in a real preview, ephemeral stacks side by
 side in one cluster, the PR preview comment and the reaper, all through the real Pulumi CLI.
 
-The tests share the stacks pr-101, pr-102 and pr-103 of one file backend; each ups the ones it
+The tests share the stacks pr-101, pr-501 and pr-103 of one file backend; each ups the ones it
 needs when an earlier test did not leave them, so each also passes alone. Every other kwok node is cordoned for the module, so both
 ephemeral stacks' rtpengine pods must share one node: both running there shows their host ports
 do not collide (the scheduler refuses a pod whose host port is taken on the node).
@@ -247,10 +247,11 @@ def rtpengine_pod(delivery: Delivery, namespace: str) -> dict:
 
 
 def test_two_ephemeral_stacks_side_by_side_are_healthy_and_apart(delivery):
-    first, second = delivery.up(101), delivery.up(102)
-    assert "pr-101: namespace ims-pr-101, media ports" in first.stdout, first.stdout
-    assert "pr-102: namespace ims-pr-102, media ports" in second.stdout, second.stdout
-    for namespace in ("ims-pr-101", "ims-pr-102"):
+    first, second = delivery.up(101), delivery.up(501)
+    # 101 and 501 prefer the same port slot (501 mod 400 = 101): the second takes the next free one.
+    assert "pr-101: namespace ims-pr-101, media ports 43020-43039" in first.stdout, first.stdout
+    assert "pr-501: namespace ims-pr-501, media ports 43040-43059" in second.stdout, second.stdout
+    for namespace in ("ims-pr-101", "ims-pr-501"):
         for name in DEPLOYMENTS:
             wanted, ready = delivery.available(namespace, name)
             assert ready == wanted >= 1, f"{namespace}/{name}: {ready}/{wanted} available"
@@ -260,7 +261,7 @@ def test_two_ephemeral_stacks_side_by_side_are_healthy_and_apart(delivery):
     # Every namespaced object in the stack's own namespace; cluster-scoped names all distinct.
     scoped = delivery.kube.namespaced_kinds()
     cluster_wide: dict[str, set[str]] = {}
-    for pr in (101, 102):
+    for pr in (101, 501):
         items = objects(delivery, f"pr-{pr}")
         assert len(items) > 20, items
         for item in items:
@@ -269,10 +270,10 @@ def test_two_ephemeral_stacks_side_by_side_are_healthy_and_apart(delivery):
         cluster_wide[f"pr-{pr}"] = {
             f"{i['kind']}/{i['name']}" for i in items if not scoped[(i["apiVersion"], i["kind"])]
         }
-    assert cluster_wide["pr-101"] and not cluster_wide["pr-101"] & cluster_wide["pr-102"], cluster_wide
+    assert cluster_wide["pr-101"] and not cluster_wide["pr-101"] & cluster_wide["pr-501"], cluster_wide
 
     # Both media relays run on the one schedulable node, on host ports of their own.
-    pods = [rtpengine_pod(delivery, f"ims-pr-{pr}") for pr in (101, 102)]
+    pods = [rtpengine_pod(delivery, f"ims-pr-{pr}") for pr in (101, 501)]
     assert [p["status"]["phase"] for p in pods] == ["Running", "Running"], [p["status"] for p in pods]
     assert pods[0]["spec"]["nodeName"] == pods[1]["spec"]["nodeName"], [p["spec"]["nodeName"] for p in pods]
     ports = [
@@ -286,7 +287,7 @@ def test_two_ephemeral_stacks_side_by_side_are_healthy_and_apart(delivery):
 
 def test_a_colliding_host_port_would_not_be_scheduled(delivery):
     """The guard the test above relies on: a pod asking for a held host port stays Pending."""
-    delivery.ensure(101, 102)
+    delivery.ensure(101, 501)
     taken = min(
         p["hostPort"]
         for p in rtpengine_pod(delivery, "ims-pr-101")["spec"]["containers"][0]["ports"]
@@ -298,32 +299,32 @@ def test_a_colliding_host_port_would_not_be_scheduled(delivery):
         "metadata": {"name": "port-collision"},
         "spec": {"containers": [{"name": "c", "image": "registry.example.net/probe:1", "ports": [{"containerPort": taken, "hostPort": taken, "protocol": "UDP"}]}]},
     }  # fmt: skip
-    status, body = delivery.kube.request("POST", "/api/v1/namespaces/ims-pr-102/pods", pod)
+    status, body = delivery.kube.request("POST", "/api/v1/namespaces/ims-pr-501/pods", pod)
     assert status == 201, body
     try:
         time.sleep(5)
-        body = delivery.kube.get("/api/v1/namespaces/ims-pr-102/pods/port-collision")
+        body = delivery.kube.get("/api/v1/namespaces/ims-pr-501/pods/port-collision")
         assert body["status"]["phase"] == "Pending" and not body["spec"].get("nodeName"), body["status"]
         conditions = json.dumps(body["status"].get("conditions", []))
         assert "free ports" in conditions, conditions
     finally:
-        delivery.kube.request("DELETE", "/api/v1/namespaces/ims-pr-102/pods/port-collision?gracePeriodSeconds=0")
+        delivery.kube.request("DELETE", "/api/v1/namespaces/ims-pr-501/pods/port-collision?gracePeriodSeconds=0")
 
 
 def test_pr_preview_comment_carries_the_diff(delivery, tmp_path):
-    delivery.ensure(102)
-    delivery.pulumi("config", "set", "--stack", "pr-102", "pcscfReplicas", "2")
+    delivery.ensure(501)
+    delivery.pulumi("config", "set", "--stack", "pr-501", "pcscfReplicas", "2")
     body = tmp_path / "comment.md"
-    argv = [sys.executable, "-m", "delivery.preview", "--stack", "pr-102", "--project", str(delivery.project)]
+    argv = [sys.executable, "-m", "delivery.preview", "--stack", "pr-501", "--project", str(delivery.project)]
     result = delivery.run([*argv, "--comment", str(body)], cwd=ROOT, label="PR preview")
     text = body.read_text()
-    assert text.startswith("<!-- ims-core-preview:pr-102 -->\n### ✅ `pulumi preview --diff` of stack `pr-102`"), text
-    assert re.search(r"~ kubernetes:apps/v1:Deployment: \(update\)\n\s+\[id=ims-pr-102/pcscf\]", text), text
+    assert text.startswith("<!-- ims-core-preview:pr-501 -->\n### ✅ `pulumi preview --diff` of stack `pr-501`"), text
+    assert re.search(r"~ kubernetes:apps/v1:Deployment: \(update\)\n\s+\[id=ims-pr-501/pcscf\]", text), text
     assert re.search(r"~ replicas\s*: 1 => 2", text), text
     assert re.search(r"1 to update", text), text
     assert "ims-core@v0.1.0" in text and "[mandatory]" not in text, text
     assert result.stdout.strip() in text
-    delivery.pulumi("config", "rm", "--stack", "pr-102", "pcscfReplicas")
+    delivery.pulumi("config", "rm", "--stack", "pr-501", "pcscfReplicas")
 
 
 def test_pr_preview_comment_of_a_policy_violation_fails(delivery, tmp_path):
@@ -374,44 +375,44 @@ def snapshot(delivery: Delivery, namespace: str) -> dict[str, tuple]:
 
 
 def test_destroying_one_stack_leaves_the_other_untouched(delivery):
-    delivery.ensure(101, 102)
-    before = snapshot(delivery, "ims-pr-102")
+    delivery.ensure(101, 501)
+    before = snapshot(delivery, "ims-pr-501")
     assert len(before) > 20, before
     delivery.ephemeral("down", "--pr", "101", label="down pr-101")
     assert delivery.gone("/api/v1/namespaces/ims-pr-101"), "ims-pr-101 still there 120 s after down"
     assert "pr-101" not in delivery.stacks()
     assert not (delivery.project / "Pulumi.pr-101.yaml").exists()
-    assert snapshot(delivery, "ims-pr-102") == before
+    assert snapshot(delivery, "ims-pr-501") == before
     for name in DEPLOYMENTS:
-        wanted, ready = delivery.available("ims-pr-102", name)
-        assert ready == wanted >= 1, f"ims-pr-102/{name}: {ready}/{wanted} after pr-101 went"
+        wanted, ready = delivery.available("ims-pr-501", name)
+        assert ready == wanted >= 1, f"ims-pr-501/{name}: {ready}/{wanted} after pr-101 went"
 
 
 def test_a_fresh_checkout_updates_the_same_stack_without_changes(delivery):
-    """What the workflow does on every push: no Pulumi.pr-102.yaml, same config, no diff."""
-    delivery.ensure(102)
-    (delivery.project / "Pulumi.pr-102.yaml").unlink()
-    result = delivery.up(102)
+    """What the workflow does on every push: no Pulumi.pr-501.yaml, same config, no diff."""
+    delivery.ensure(501)
+    (delivery.project / "Pulumi.pr-501.yaml").unlink()
+    result = delivery.up(501)
     assert re.search(r"\d+ unchanged", result.stdout) and "to update" not in result.stdout, result.stdout
-    delivery.pulumi("preview", "--stack", "pr-102", "--expect-no-changes")
+    delivery.pulumi("preview", "--stack", "pr-501", "--expect-no-changes")
 
 
 def test_reaper_removes_only_closed_or_expired_stacks(delivery):
-    delivery.ensure(102, 103)
+    delivery.ensure(501, 103)
     if "lab" not in delivery.stacks():
         delivery.pulumi("stack", "init", "lab")  # a long-lived stack in the same backend
-    assert {"pr-102", "pr-103", "lab"} <= delivery.stacks()
+    assert {"pr-501", "pr-103", "lab"} <= delivery.stacks()
 
-    result = delivery.ephemeral("reap", "--open", "102,103")
+    result = delivery.ephemeral("reap", "--open", "501,103")
     assert "reaper: nothing to remove" in result.stdout, result.stdout
     result = delivery.ephemeral("reap", "--open", "103", "--dry-run")
-    assert "reaper: pr-102: pull request #102 is not open" in result.stdout, result.stdout
-    assert {"pr-102", "pr-103"} <= delivery.stacks()
+    assert "reaper: pr-501: pull request #501 is not open" in result.stdout, result.stdout
+    assert {"pr-501", "pr-103"} <= delivery.stacks()
 
     result = delivery.ephemeral("reap", "--open", "103", label="reap closed")
-    assert "pr-102: destroyed and removed" in result.stdout and "pr-103" not in result.stdout, result.stdout
-    assert delivery.gone("/api/v1/namespaces/ims-pr-102")
-    assert delivery.stacks() >= {"pr-103", "lab"} and "pr-102" not in delivery.stacks()
+    assert "pr-501: destroyed and removed" in result.stdout and "pr-103" not in result.stdout, result.stdout
+    assert delivery.gone("/api/v1/namespaces/ims-pr-501")
+    assert delivery.stacks() >= {"pr-103", "lab"} and "pr-501" not in delivery.stacks()
     assert delivery.available("ims-pr-103", "pcscf")[1] == 1
 
     later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
