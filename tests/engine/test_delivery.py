@@ -248,6 +248,9 @@ def rtpengine_pod(delivery: Delivery, namespace: str) -> dict:
 
 def test_two_ephemeral_stacks_side_by_side_are_healthy_and_apart(delivery):
     first, second = delivery.up(101), delivery.up(501)
+    # The policy pack ran at up, where every value is known, and passed.
+    for result in (first, second):
+        assert "✅ ims-core@v0.1.0" in result.stdout and "can't run policy" not in result.stdout, result.stdout
     # 101 and 501 prefer the same port slot (501 mod 400 = 101): the second takes the next free one.
     assert "pr-101: namespace ims-pr-101, media ports 43020-43039" in first.stdout, first.stdout
     assert "pr-501: namespace ims-pr-501, media ports 43040-43059" in second.stdout, second.stdout
