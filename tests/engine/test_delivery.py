@@ -325,7 +325,7 @@ def test_pr_preview_comment_carries_the_diff(delivery, tmp_path):
     assert re.search(r"~ kubernetes:apps/v1:Deployment: \(update\)\n\s+\[id=ims-pr-501/pcscf\]", text), text
     assert re.search(r"~ replicas\s*: 1 => 2", text), text
     assert re.search(r"1 to update", text), text
-    assert "ims-core@v0.1.0" in text and "[mandatory]" not in text, text
+    assert re.search(r"ims-core\|local\|\S*ims-core-policy\s+0\.1\.0", text) and "[mandatory]" not in text, text
     assert result.stdout.strip() in text
     delivery.pulumi("config", "rm", "--stack", "pr-501", "pcscfReplicas")
 
