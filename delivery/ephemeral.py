@@ -14,8 +14,9 @@ Stacks of different pull requests share one cluster without colliding:
 - a media port range of its own (a slot of SLOT_WIDTH ports above the long-lived stacks'
   default 40000-40999), taken from what the other pr-* stacks' state says they hold, so two
   rtpengine pods on one node never ask for the same host port;
-- rtpengine with hostPort exposure (the template), so NG stays in the pod network instead of
-  every stack binding UDP 2223 on the node.
+- rtpengine with hostPort exposure, so NG stays in the pod network instead of every stack
+  binding UDP 2223 on the node, and the P-CSCF behind its Service (pcscfGmExposure service), not
+  on the node's SIP ports; so no IPsec on Gm in an ephemeral stack (ESP needs hostNetwork).
 
 Nothing the tool needs lives only in the working tree: the port range is read back from the
 stack's own state and the Valkey password is derived from the passphrase and the stack name, so
@@ -48,7 +49,9 @@ SLOT_BASE = 41000  # above the long-lived stacks' default 40000-40999
 SLOT_WIDTH = 20  # 5 calls: an ephemeral stack is for a few test calls
 SLOT_COUNT = 400  # 41000-48999
 # Keys the tool sets per stack; a template or --set value would make two stacks collide.
-RESERVED = {"namespace", "rtpenginePortMin", "rtpenginePortMax", "valkeyPassword", "rtpengineMediaExposure"}
+RESERVED = {
+    "namespace", "rtpenginePortMin", "rtpenginePortMax", "valkeyPassword", "rtpengineMediaExposure", "pcscfGmExposure",
+}  # fmt: skip
 # Fixed Service addresses are cluster-wide: two stacks with one template would ask for the same.
 FIXED_ADDRESSES = {
     "pcscfAddress",
@@ -180,6 +183,8 @@ def stack_config(pr: int, slot: int, args: argparse.Namespace) -> dict[str, auto
         # hostNetwork would put every stack's NG control port (UDP 2223) on the same node port;
         # hostPort keeps NG in the pod network and maps only the stack's own media ports.
         rtpengineMediaExposure="hostPort",
+        # A host-network P-CSCF would hold the node's SIP ports (5060, 6060, ...) for one stack.
+        pcscfGmExposure="service",
         rtpenginePortMin=str(low),
         rtpenginePortMax=str(high),
     )
