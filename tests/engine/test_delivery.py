@@ -64,9 +64,10 @@ class Delivery:
         argv = [sys.executable, "-m", "delivery.ephemeral", "--project", str(self.project), *args]
         return self.run(argv, cwd=ROOT, check=check, label=label)
 
-    def up(self, pr: int) -> subprocess.CompletedProcess:
+    def up(self, pr: int, label: str = "") -> subprocess.CompletedProcess:
         sets = [arg for value in BUILDS_OFF for arg in ("--set", value)]
-        return self.ephemeral("up", "--pr", str(pr), "--kubeconfig", str(self.kubeconfig), *sets, label=f"up pr-{pr}")
+        argv = ("up", "--pr", str(pr), "--kubeconfig", str(self.kubeconfig), *sets)
+        return self.ephemeral(*argv, label=label or f"up pr-{pr}")
 
     def ensure(self, *prs: int) -> None:
         """Up the stacks a test needs if an earlier test did not leave them (tests stand alone)."""
@@ -395,7 +396,7 @@ def test_a_fresh_checkout_updates_the_same_stack_without_changes(delivery):
     """What the workflow does on every push: no Pulumi.pr-501.yaml, same config, no diff."""
     delivery.ensure(501)
     (delivery.project / "Pulumi.pr-501.yaml").unlink()
-    result = delivery.up(501)
+    result = delivery.up(501, label="re-up pr-501, fresh checkout")
     assert re.search(r"\d+ unchanged", result.stdout) and "to update" not in result.stdout, result.stdout
     delivery.pulumi("preview", "--stack", "pr-501", "--expect-no-changes")
 
