@@ -19,17 +19,14 @@ Stacks of different pull requests share one cluster without colliding:
   on the node's SIP ports; so no IPsec on Gm in an ephemeral stack (ESP needs hostNetwork).
 
 Nothing the tool needs lives only in the working tree: the port range is read back from the
-stack's own state and the Valkey password is derived from the passphrase and the stack name, so
-a fresh checkout (a new workflow run) updates or destroys the same stack with the same config.
+stack's own state and the stack generates its Valkey password and keeps it in that state, so a
+fresh checkout (a new workflow run) updates or destroys the same stack with the same config.
 The state backend and passphrase come from PULUMI_BACKEND_URL and PULUMI_CONFIG_PASSPHRASE.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -48,7 +45,8 @@ STACK_PATTERN = re.compile(r"^pr-([1-9][0-9]{0,8})$")
 SLOT_BASE = 41000  # above the long-lived stacks' default 40000-40999
 SLOT_WIDTH = 20  # 5 calls: an ephemeral stack is for a few test calls
 SLOT_COUNT = 400  # 41000-48999
-# Keys the tool sets per stack; a template or --set value would make two stacks collide.
+# Keys the tool sets per stack (a template or --set value would make two stacks collide), and
+# valkeyPassword, which each stack generates for itself.
 RESERVED = {
     "namespace", "rtpenginePortMin", "rtpenginePortMax", "valkeyPassword", "rtpengineMediaExposure", "pcscfGmExposure",
 }  # fmt: skip
@@ -138,14 +136,6 @@ def choose_slot(backend: Backend, name: str, pr: int) -> int:
     raise EphemeralError(f"all {SLOT_COUNT} media port slots are held by pr-* stacks; reap closed ones first")
 
 
-def valkey_password(name: str) -> str:
-    """Stable per stack, secret (keyed by the passphrase), different for every stack."""
-    passphrase = os.environ.get("PULUMI_CONFIG_PASSPHRASE")
-    if not passphrase:
-        raise EphemeralError("PULUMI_CONFIG_PASSPHRASE is not set: it encrypts the stack's secrets")
-    return hmac.new(passphrase.encode(), f"valkeyPassword:{name}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
 def parse_overrides(pairs: list[str]) -> dict[str, str]:
     overrides, errors = {}, []
     for pair in pairs:
@@ -160,7 +150,7 @@ def _check_keys(config: dict, where: str, errors: list[str] | None = None) -> di
     errors = errors or []
     for key, value in config.items():
         if key in RESERVED:
-            errors.append(f"{where} {key}: set by the tool per stack (it keeps stacks apart); remove it")
+            errors.append(f"{where} {key}: set per stack by the tool or the stack itself (it keeps stacks apart); remove it")
         elif key in FIXED_ADDRESSES and value:
             errors.append(f"{where} {key} = {value!r}: a fixed Service address would collide between stacks")
     if errors:
@@ -175,7 +165,7 @@ def template_config() -> dict[str, str]:
 
 
 def stack_config(pr: int, slot: int, args: argparse.Namespace) -> dict[str, auto.ConfigValue]:
-    name = stack_name(pr)
+    stack_name(pr)  # refuses a bad number before anything is written
     low, high = slot_ports(slot)
     values = {**template_config(), **parse_overrides(args.set)}
     values.update(
@@ -192,9 +182,7 @@ def stack_config(pr: int, slot: int, args: argparse.Namespace) -> dict[str, auto
         values["kubeconfig"] = args.kubeconfig
     if args.kube_context:
         values["kubeContext"] = args.kube_context
-    config = {key: auto.ConfigValue(value) for key, value in values.items()}
-    config["valkeyPassword"] = auto.ConfigValue(valkey_password(name), secret=True)
-    return config
+    return {key: auto.ConfigValue(value) for key, value in values.items()}
 
 
 def up(backend: Backend, args: argparse.Namespace) -> None:

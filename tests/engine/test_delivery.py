@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import PASSPHRASE, PROJECT_FILES
+from tests.engine.conftest import PASSPHRASE, PROJECT_FILES, STORAGE_CLASS
 from tests.engine.kubeapi import KubeApi
 from tests.figures import record
 from tests.tooling import ROOT, TOOLS_DIR
@@ -146,6 +146,7 @@ def delivery(engine_cluster, tmp_path_factory):
                 "spec": {
                     "capacity": {"storage": "10Gi"},
                     "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": STORAGE_CLASS,
                     "hostPath": {"path": str(base / f"pv-{n}")},
                     "persistentVolumeReclaimPolicy": "Delete",
                 },

@@ -18,29 +18,22 @@ def args(*sets: str) -> argparse.Namespace:
     return argparse.Namespace(set=list(sets), kubeconfig="", kube_context="")
 
 
-@pytest.fixture
-def passphrase(monkeypatch):
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "unit-test-passphrase")
-
-
 def plain(config: dict) -> dict:
     return {key: value.value for key, value in config.items()}
 
 
-def test_two_pull_requests_get_their_own_namespace_ports_and_password(passphrase):
+def test_two_pull_requests_get_their_own_namespace_and_ports():
     a = plain(ephemeral.stack_config(7, 7, args()))
     b = plain(ephemeral.stack_config(8, 8, args()))
     assert (a["namespace"], b["namespace"]) == ("ims-pr-7", "ims-pr-8")
     assert (a["rtpenginePortMin"], a["rtpenginePortMax"]) == ("41140", "41159")
     assert int(a["rtpenginePortMax"]) < int(b["rtpenginePortMin"])
     assert a["rtpengineMediaExposure"] == b["rtpengineMediaExposure"] == "hostPort"
-    assert a["valkeyPassword"] != b["valkeyPassword"] and len(a["valkeyPassword"]) == 32
-    # Derived, not random: a fresh checkout gets the same password for the same stack.
-    assert plain(ephemeral.stack_config(7, 7, args()))["valkeyPassword"] == a["valkeyPassword"]
-    assert ephemeral.stack_config(7, 7, args())["valkeyPassword"].secret
+    # Each stack generates its own Valkey password; the tool sets none, and no secret at all.
+    assert "valkeyPassword" not in a and not any(v.secret for v in ephemeral.stack_config(7, 7, args()).values())
 
 
-def test_the_ephemeral_config_is_a_valid_stack(passphrase):
+def test_the_ephemeral_config_is_a_valid_stack():
     config = plain(ephemeral.stack_config(7, 7, args("imageBuild=false", "imagePush=false")))
     run = run_program(config, stack="pr-7")
     assert run.error is None, run.error
@@ -58,21 +51,16 @@ def test_every_slot_fits_the_settings_and_avoids_the_long_lived_range():
 @pytest.mark.parametrize(
     "pair, message",
     [
-        ("namespace=ims", "--set namespace: set by the tool per stack"),
-        ("rtpenginePortMin=40000", "--set rtpenginePortMin: set by the tool per stack"),
+        ("namespace=ims", "--set namespace: set per stack by the tool or the stack itself"),
+        ("rtpenginePortMin=40000", "--set rtpenginePortMin: set per stack by the tool or the stack itself"),
+        ("pcscfGmExposure=hostNetwork", "--set pcscfGmExposure: set per stack"),
         ("pcscfAddress=10.96.0.10", "--set pcscfAddress = '10.96.0.10': a fixed Service address would collide"),
         ("imageTag", "--set 'imageTag': must be key=value"),
     ],
 )
-def test_overrides_that_would_make_stacks_collide_are_refused(passphrase, pair, message):
+def test_overrides_that_would_make_stacks_collide_are_refused(pair, message):
     with pytest.raises(ephemeral.EphemeralError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         ephemeral.stack_config(7, 7, args(pair))
-
-
-def test_no_passphrase_no_stack(monkeypatch):
-    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
-    with pytest.raises(ephemeral.EphemeralError, match="PULUMI_CONFIG_PASSPHRASE is not set"):
-        ephemeral.stack_config(7, 7, args())
 
 
 def test_the_template_sets_no_key_the_tool_owns():
