@@ -38,6 +38,10 @@ CAPABILITY_ALLOW_LIST: dict[tuple[str, str], str] = {
         "ims_ipsec_pcscf installs the xfrm states and policies that protect Gm towards the UE "
         "(pcscfIpsec); no other capability and no privileged mode"
     ),
+    ("pgw", "NET_ADMIN"): (
+        "the UPF's upf-tun container creates the ogstun TUN device, its addresses and the NAT rules "
+        "of the UE pools (GTP-U user plane); no other capability and no privileged mode"
+    ),
 }
 
 # CPU limits are not required: a throttled Kamailio or rtpengine misses SIP retransmission and
