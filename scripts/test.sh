@@ -24,7 +24,7 @@ step "python venv (.venv from requirements-test.txt)"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-want=$(sha256sum requirements.txt requirements-test.txt | sha256sum | cut -c1-16)
+want=$(sha256sum requirements.txt requirements-test.txt policy/requirements.txt | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
   echo "$want" >.venv/.requirements-stamp
