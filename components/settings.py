@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from .sizing import KamailioSizing, Overload, kamailio_sizing, overload
+
 PROJECT = "ims-core"
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "Pulumi.yaml"
@@ -136,6 +138,9 @@ class Settings:
     nfs: Mapping[str, NetworkFunction]
     media: MediaRelay
     valkey_databases: Mapping[str, int] = field(default_factory=lambda: VALKEY_DATABASES)
+    # Worker counts and memory pools per CSCF role; P-CSCF overload control (components/sizing.py).
+    kamailio: Mapping[str, KamailioSizing] = field(default_factory=dict)
+    overload: Overload | None = None
     # A plain str in tests, a secret pulumi.Output under the engine; never rendered into a ConfigMap.
     valkey_password: Any = field(default=None, repr=False, compare=False)
 
@@ -446,6 +451,9 @@ def from_mapping(
             name=name, fqdn=f"{name}.{domain}", realm=domain, address=address, replicas=replicas, resources=resources
         )
 
+    sizing = kamailio_sizing(v, errors)
+    overload_control = overload(v, errors)
+
     if errors:
         raise SettingsError(errors)
 
@@ -474,6 +482,8 @@ def from_mapping(
         nfs=MappingProxyType(nfs),
         media=media,
         valkey_password=secret(password) if secret else password,
+        kamailio=MappingProxyType(sizing),
+        overload=overload_control,
     )
 
 
