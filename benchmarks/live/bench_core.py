@@ -1,0 +1,195 @@
+"""Live figures of the signalling plane: registrations per second through P-, I- and S-CSCF
+with IMS-AKA, overload control past the knee, footprint and start-up of each daemon.
+
+Run by benchmarks/core_figures.py under pytest with the live tier's fixtures
+(tests/live/conftest.py): the same namespace, CoreDNS, Valkey, rtpengine, Rx PCRF double
+and Kamailio roles on the shipped configs rendered for the loopback profile. Only the HSS
+fixture is replaced: the Cx double here also knows the benchmark's subscribers.
+Prints tables; asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from benchmarks.live import load, procs
+from components.render import kamailio as render_kamailio
+from components.settings import CSCF_ROLES
+from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
+from tests.doubles.milenage import Milenage
+from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
+
+UES = int(os.environ.get("IMS_BENCH_UES", "1000"))
+SECONDS = int(os.environ.get("IMS_BENCH_SECONDS", "8"))
+RATES = [int(r) for r in os.environ.get("IMS_BENCH_RATES", "50,100,200,300").split(",")]
+OVERLOAD_FACTOR = 5
+# The knee: the highest offered rate that still completes this share, without failures.
+KNEE_SHARE = 0.95
+
+
+@pytest.fixture(scope="session")
+def hss(live_settings, netns, users):
+    """The live tier's Cx double with the live users plus the benchmark's UEs."""
+    nf = live_settings.nf("hss")
+    domain = live_settings.ims_domain
+    subscribers = [
+        Subscriber(impi=u.impi, k=u.k.encode(), op=u.op.encode(), amf=u.amf.encode(), impus=[u.impu])
+        for u in (users.alice, users.bob, users.carol, users.dave)
+    ] + [
+        Subscriber(
+            impi=f"{ue.name}@{domain}", k=load.BENCH_K.encode(), op=load.BENCH_OP.encode(),
+            amf=load.BENCH_AMF.encode(), impus=[f"sip:{ue.name}@{domain}"],
+        )
+        for ue in load.bench_ues(UES)
+    ]
+    # SIPp hashes the AKA RES as a C string: skip RANDs whose RES has a zero byte for any key.
+    milenages = {(s.k, s.op): s.milenage for s in subscribers}.values()
+
+    def rand() -> bytes:
+        while True:
+            candidate = os.urandom(16)
+            if all(0 not in m.f2345(candidate)[0] for m in milenages):
+                return candidate
+
+    assert all(isinstance(m, Milenage) for m in milenages)
+    double = CxHssTestDouble(
+        subscribers, origin_host=nf.fqdn, origin_realm=nf.realm, bind_address=nf.address,
+        port=render_kamailio.DIAMETER_PORT, mandatory_capabilities=[0], rand_source=rand,
+    )
+    with netns.entered():
+        double.start()
+    yield double
+    double.stop()
+
+
+def _groups(core) -> dict[str, int]:
+    groups = {f"kamailio {role}": d.pid for role, d in core.kamailio.items()}
+    groups["valkey"] = core.valkey.server.process.pid
+    groups["rtpengine"] = core.rtpengine.process.pid
+    return groups
+
+
+def _footprint(core) -> dict[str, float]:
+    return {name: procs.pss_mb(procs.group_pids(pgid)) for name, pgid in _groups(core).items()}
+
+
+class PeakPss:
+    """Largest PSS of each daemon while a load step runs (sampled every second)."""
+
+    def __init__(self, core):
+        self.core, self.peak, self._stop = core, {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-pss", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            for name, mb in _footprint(self.core).items():
+                self.peak[name] = max(self.peak.get(name, 0.0), mb)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _step(core, workdir, rate: int, meter_groups=None):
+    ues = load.bench_ues(UES)
+    target = f"{core.settings.nf('pcscf').address}:{render_kamailio.SIP_PORT}"
+    meter = procs.CpuMeter(meter_groups or _groups(core), {"Cx HSS double": "cx-hss", "Rx PCRF double": "rx-pcrf"})
+    meter.start()
+    with PeakPss(core) as peak:
+        result = load.run_step(core.ns, workdir, target, ues, core.settings.ims_domain, rate, SECONDS)
+    cpu = meter.stop()
+    core.hss.clear_requests()
+    if core.pcrf is not None:
+        core.pcrf.clear_requests()
+    return result, cpu, peak.peak
+
+
+HEADER = "offered  done/s  p50 ms  p99 ms   shed failed retrans | CPU % of one core: " 
+
+
+def _cpu_line(cpu: dict[str, float]) -> str:
+    return "  ".join(f"{name.replace('kamailio ', '')} {value:.0f}" for name, value in cpu.items())
+
+
+def _restart_pcscf(core, **overrides) -> None:
+    """Re-render the P-CSCF's config with stack-config `overrides` and restart it."""
+    settings = loopback_settings(stack="live", pcscfIpsec=False, pcscfRx=True, **overrides)
+    config_dir = core.workdir / "pcscf"
+    files = render_kamailio.render(settings, "pcscf", config_dir=str(config_dir), bind_address=True)
+    files.update(render_kamailio.render_secrets(settings, "pcscf", TEST_VALKEY_PASSWORD))
+    for rel, text in files.items():
+        (config_dir / rel).write_text(text, encoding="utf-8")
+    core.kamailio["pcscf"].stop()
+    core.start_cscf("pcscf")
+
+
+def _startup(core) -> dict[str, float]:
+    times = {}
+    for role in CSCF_ROLES:
+        core.kamailio[role].stop()
+        started = time.monotonic()
+        core.start_cscf(role)
+        times[f"kamailio {role}"] = time.monotonic() - started
+    core.valkey.server.stop()
+    core.valkey.server.start()
+    times["valkey"] = core.valkey.server.startup_seconds
+    return times
+
+
+def bench_registrations(core, workdir):
+    settings = core.settings
+    print(f"\n== registrations: full IMS-AKA (UAR, MAR, UAR, SAR; Rx AAR at the P-CSCF) through P-, I-, S-CSCF")
+    print(
+        f"   {UES} UEs on {UES} addresses, {SECONDS} s per step, pike {_pike()} requests/2 s per address, "
+        f"overload limit {settings.overload.pending_limit} pending transactions, "
+        f"workers {settings.kamailio['pcscf'].workers}/{settings.kamailio['icscf'].workers}/"
+        f"{settings.kamailio['scscf'].workers} (P/I/S)"
+    )
+    startup = _startup(core)
+    idle = _footprint(core)
+    print(HEADER)
+    knee, knee_rate, load_pss, rows = 0.0, 0, {}, []
+    for rate in RATES:
+        result, cpu, peak = _step(core, workdir / "sweep", rate)
+        print(load.summary(result), "|", _cpu_line(cpu), flush=True)
+        rows.append(result)
+        if result.failed == 0 and result.completed_per_s >= KNEE_SHARE * rate:
+            knee, knee_rate, load_pss = result.completed_per_s, rate, peak
+    if knee_rate == 0:
+        print("no rate completed without failures: no knee, no overload step")
+        return
+    over = knee_rate * OVERLOAD_FACTOR
+    print(f"knee: {knee:.0f} registrations/s completed at {knee_rate}/s offered")
+    print(f"\n== overload: {OVERLOAD_FACTOR}x the knee ({over}/s offered)")
+    print(HEADER)
+    result, cpu, _ = _step(core, workdir / "overload", over)
+    print(load.summary(result), "|", _cpu_line(cpu), flush=True)
+    share = 100 * result.completed_per_s / knee
+    print(f"with overload control: {result.completed_per_s:.0f}/s completed = {share:.0f} % of the knee (goal >= 90 %)")
+    _restart_pcscf(core, pcscfOverloadPendingLimit=100000)
+    result, cpu, _ = _step(core, workdir / "overload-off", over)
+    print(load.summary(result), "|", _cpu_line(cpu), flush=True)
+    print(f"without (limit 100000): {result.completed_per_s:.0f}/s completed = {100 * result.completed_per_s / knee:.0f} % of the knee")
+    _restart_pcscf(core)
+
+    print("\n== footprint: PSS in MB (idle after start-up / peak at the knee) and start-up until it answers")
+    for name in idle:
+        up = startup.get(name)
+        up_text = "-" if up is None else f"{up:.2f} s"
+        print(f"   {name:<18} {idle[name]:7.1f} / {load_pss.get(name, 0.0):7.1f}   start-up {up_text}")
+
+
+def _pike() -> str:
+    text = (render_kamailio.SHIPPED / "pcscf" / "kamailio.cfg").read_text()
+    for line in text.splitlines():
+        if line.startswith("#!define PIKE_DENSITY"):
+            return line.split()[-1]
+    return "?"

@@ -1,0 +1,230 @@
+"""Registration load for the live core: many UEs, one SIPp, figures from its traces.
+
+SIPp takes the AKA keys only inside `[authentication ...]`, where no `[field]` can be nested,
+so one scenario cannot name the user of the call there. The scenario therefore carries one
+authenticated REGISTER per user and picks it with a binary tree of variable tests on the
+user's index (field 1 of the injection file): ~log2(N) steps per call, not N. Every user
+has its own IMPI, IMPU and UE address (field 0, `-t ui`: one socket per address), so the
+P-CSCF's per-address flood protection sees what it would see from real UEs.
+
+Figures come from SIPp's own traces: `-trace_counts` (messages per scenario step: 200s,
+503s, retransmissions) and `-trace_rtt` (every first-REGISTER-to-200 time).
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests import debian_root
+from tests.netns import NetNamespace
+
+# Every bench user has the same K/OP/AMF: the HSS still computes one vector per MAR, and
+# SIPp checks each AUTN.
+BENCH_K = "bench-secret-k01"
+BENCH_OP = "ims-core-test-op"
+BENCH_AMF = "00"
+
+
+@dataclass(frozen=True)
+class BenchUe:
+    index: int
+    name: str
+    address: str
+
+
+def bench_ues(count: int) -> list[BenchUe]:
+    """UEs on 127.0.2.1 ... (the NFs live on 127.0.0.x)."""
+    return [BenchUe(i, f"ue{i:05d}", f"127.0.{2 + i // 250}.{1 + i % 250}") for i in range(count)]
+
+
+def _register(cseq: int, name: str, domain: str, authorization: str, rtd: str = "") -> str:
+    return f"""<![CDATA[
+      REGISTER sip:{domain} SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      Max-Forwards: 70
+      From: <sip:{name}@{domain}>;tag=[pid]r[call_number]
+      To: <sip:{name}@{domain}>
+      Call-ID: [call_id]
+      CSeq: {cseq} REGISTER
+      Contact: <sip:{name}@[local_ip]:[local_port]>;expires=600
+      Expires: 600
+      Supported: path
+      {authorization}
+      Content-Length: 0
+
+    ]]>"""
+
+
+def _tree(lo: int, hi: int, out: list[str]) -> None:
+    out.append(f'  <label id="t{lo}_{hi}"/>')
+    if hi - lo == 1:
+        out.append(f'  <nop next="u{lo}"/>')
+        return
+    mid = (lo + hi) // 2
+    out.append(f'  <nop><action><test assign_to="lt" variable="n" compare="less_than" value="{mid}"/></action></nop>')
+    out.append(f'  <nop test="lt" next="t{lo}_{mid}"/>')
+    out.append(f'  <nop next="t{mid}_{hi}"/>')
+    _tree(lo, mid, out)
+    _tree(mid, hi, out)
+
+
+def scenario(ues: list[BenchUe], domain: str) -> str:
+    """IMS-AKA registration of the injection file's user: REGISTER, 401, REGISTER, 200.
+
+    A 503 (overload) to either REGISTER ends the call as shed; SIPp counts it per step.
+    """
+    first = _register(
+        1, "[field1]", domain,
+        f'Authorization: Digest username="[field1]@{domain}", realm="{domain}", nonce="", uri="sip:{domain}", response=""',
+    )
+    out = [
+        '<?xml version="1.0" encoding="ISO-8859-1"?>',
+        '<scenario name="ims-aka registration load">',
+        f'  <send retrans="500" start_rtd="reg">{first}</send>',
+        '  <recv response="100" optional="true"/>',
+        '  <recv response="503" optional="true" next="shed"/>',
+        '  <recv response="401" auth="true"/>',
+        '  <nop><action><assignstr assign_to="idx" value="[field2]"/><todouble assign_to="n" variable="idx"/></action></nop>',
+    ]
+    _tree(0, len(ues), out)
+    for ue in ues:
+        auth = f"[authentication username={ue.name}@{domain} aka_K={BENCH_K} aka_OP={BENCH_OP} aka_AMF={BENCH_AMF}]"
+        out.append(f'  <label id="u{ue.index}"/>')
+        out.append(f'  <send retrans="500" next="answer">{_register(2, ue.name, domain, auth)}</send>')
+    out += [
+        '  <label id="answer"/>',
+        '  <recv response="100" optional="true"/>',
+        '  <recv response="503" optional="true" next="shed"/>',
+        '  <recv response="200" rtd="reg" next="end"/>',
+        '  <label id="shed"/>',
+        '  <nop/>',
+        '  <label id="end"/>',
+        '</scenario>',
+    ]
+    return "\n".join(out) + "\n"
+
+
+def injection(ues: list[BenchUe]) -> str:
+    return "SEQUENTIAL\n" + "".join(f"{ue.address};{ue.name};{ue.index};\n" for ue in ues)
+
+
+@dataclass
+class StepResult:
+    offered: float  # registrations started per second
+    seconds: float
+    started: int
+    completed: int  # 200 to the authenticated REGISTER
+    shed: int  # 503 to either REGISTER
+    failed: int  # SIPp failed calls (timeouts, unexpected answers)
+    retransmissions: int
+    latencies_ms: list[float]
+
+    @property
+    def completed_per_s(self) -> float:
+        return self.completed / self.seconds
+
+    def percentile(self, p: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        values = sorted(self.latencies_ms)
+        return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def run_step(ns: NetNamespace, workdir: Path, target: str, ues: list[BenchUe], domain: str, rate: int, seconds: int) -> StepResult:
+    """Offer `rate` registrations/s for `seconds`; returns when every call has ended."""
+    step = workdir / f"reg-{rate}"
+    step.mkdir(parents=True, exist_ok=True)
+    (step / "reg.xml").write_text(scenario(ues, domain), encoding="utf-8")
+    (step / "ues.csv").write_text(injection(ues), encoding="utf-8")
+    calls = rate * seconds
+    sipp = [
+        "sipp", target, "-sf", "reg.xml", "-inf", "ues.csv", "-t", "ui", "-ip_field", "0", "-p", "5060",
+        "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(calls), "-nostdin", "-nd",
+        "-recv_timeout", "8000", "-max_retrans", "5", "-auth_uri", domain,
+        "-trace_counts", "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", "errors.log",
+        "-trace_stat", "-fd", "1", "-stf", "stat.csv",
+    ]
+    # cwd is where SIPp writes its traces: the step's own directory (bound into the root).
+    argv = ns.prefix() + debian_root.command(["sh", "-c", f'cd "{step}" && exec "$@"', "sipp-load", *sipp])
+    start = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    elapsed = time.monotonic() - start
+    counts = _counts(step)
+    stat = _last_stat(step)
+    return StepResult(
+        offered=rate,
+        seconds=float(seconds),
+        started=int(stat.get("TotalCallCreated", calls)),
+        completed=counts.get(("200", "recv"), 0),
+        shed=counts.get(("503", "recv"), 0),
+        failed=int(stat.get("FailedCall(C)", 0)),
+        retransmissions=counts.get(("REGISTER", "retrans"), 0),
+        latencies_ms=_rtts(step),
+    ) if proc.returncode in (0, 1) or counts else _broken(proc, elapsed)
+
+
+def _broken(proc: subprocess.CompletedProcess, elapsed: float):
+    raise RuntimeError(f"sipp exited {proc.returncode} after {elapsed:.0f}s:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+
+
+def _one(pattern: str, step: Path) -> Path | None:
+    found = sorted(step.glob(pattern))
+    return found[-1] if found else None
+
+
+def _counts(step: Path) -> dict[tuple[str, str], int]:
+    """(message, "recv"|"sent"|"retrans") -> total over the scenario's steps."""
+    path = _one("*_counts.csv", step)
+    if path is None:
+        return {}
+    rows = list(csv.reader(path.read_text().splitlines(), delimiter=";"))
+    header, last = rows[0], rows[-1]
+    totals: dict[tuple[str, str], int] = {}
+    for name, value in zip(header, last, strict=False):
+        parts = name.split("_")
+        if len(parts) < 3 or not value.strip().isdigit():
+            continue
+        message, kind = parts[1], parts[2].lower()
+        key = (message, {"recv": "recv", "sent": "sent", "retrans": "retrans"}.get(kind, kind))
+        totals[key] = totals.get(key, 0) + int(value)
+    return totals
+
+
+def _last_stat(step: Path) -> dict[str, str]:
+    path = step / "stat.csv"
+    if not path.exists():
+        return {}
+    rows = list(csv.reader(path.read_text().splitlines(), delimiter=";"))
+    return dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
+
+
+def _rtts(step: Path) -> list[float]:
+    path = _one("*_rtt.csv", step)
+    if path is None:
+        return []
+    values = []
+    for row in csv.reader(path.read_text().splitlines()[1:], delimiter=";"):
+        if len(row) >= 3:
+            try:
+                values.append(float(row[2]))
+            except ValueError:
+                continue
+    return values
+
+
+def summary(result: StepResult) -> str:
+    p50, p99 = result.percentile(50), result.percentile(99)
+    fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+    return (
+        f"{result.offered:>7.0f} {result.completed_per_s:>9.1f} {fmt(p50):>7} {fmt(p99):>7} "
+        f"{result.shed:>6} {result.failed:>6} {result.retransmissions:>7}"
+    )
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0

@@ -1,0 +1,96 @@
+"""CPU and memory of the daemons under test, read from /proc.
+
+A Kamailio is a process group (the daemon and the workers it forked; the live tier starts
+each in its own session); the test doubles are threads of the benchmark's own process.
+Memory is PSS (proportional set size): Kamailio's workers share its shm pool, and RSS would
+count those pages once per worker.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _stat(path: Path) -> list[str] | None:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    # comm may hold spaces: fields start after the last ')'.
+    return text[text.rindex(")") + 2 :].split()
+
+
+def group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(entry / "stat")
+            if fields and int(fields[2]) == pgid:
+                pids.append(int(entry.name))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = _stat(Path(f"/proc/{pid}/stat"))
+        if fields:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def thread_cpu_seconds(prefix: str) -> float:
+    """CPU of this process's threads whose name starts with `prefix` (a test double's)."""
+    total = 0
+    for thread in threading.enumerate():
+        if thread.name.startswith(prefix) and thread.native_id:
+            fields = _stat(Path(f"/proc/self/task/{thread.native_id}/stat"))
+            if fields:
+                total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def pss_mb(pids: list[int]) -> float:
+    total_kb = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total_kb / 1024
+
+
+class CpuMeter:
+    """CPU share (percent of one core) of named process groups and thread groups over a span."""
+
+    def __init__(self, groups: dict[str, int], thread_prefixes: dict[str, str]):
+        self.groups = groups
+        self.thread_prefixes = thread_prefixes
+        self._start: dict[str, float] = {}
+        self._t0 = 0.0
+
+    def _now(self) -> dict[str, float]:
+        values = {name: cpu_seconds(group_pids(pgid)) for name, pgid in self.groups.items()}
+        values.update({name: thread_cpu_seconds(prefix) for name, prefix in self.thread_prefixes.items()})
+        return values
+
+    def start(self) -> None:
+        import time
+
+        self._t0 = time.monotonic()
+        self._start = self._now()
+
+    def stop(self) -> dict[str, float]:
+        import time
+
+        wall = time.monotonic() - self._t0
+        end = self._now()
+        return {name: 100 * (end[name] - self._start.get(name, 0.0)) / wall for name in end}
