@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from benchmarks.live import load, procs
+from benchmarks.live import load, mariadb, procs
 from components.render import kamailio as render_kamailio
 from components.settings import CSCF_ROLES
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
@@ -112,7 +112,7 @@ def _step(core, workdir, rate: int, meter_groups=None):
     return result, cpu, peak.peak
 
 
-HEADER = "offered  done/s  p50 ms  p99 ms   shed failed retrans | CPU % of one core: " 
+HEADER = "offered  done/s  p50 ms  p99 ms   shed failed retrans | CPU % of one core: "
 
 
 def _cpu_line(cpu: dict[str, float]) -> str:
@@ -146,7 +146,7 @@ def _startup(core) -> dict[str, float]:
 
 def bench_registrations(core, workdir):
     settings = core.settings
-    print(f"\n== registrations: full IMS-AKA (UAR, MAR, UAR, SAR; Rx AAR at the P-CSCF) through P-, I-, S-CSCF")
+    print("\n== registrations: full IMS-AKA (UAR, MAR, UAR, SAR; Rx AAR at the P-CSCF) through P-, I-, S-CSCF")
     print(
         f"   {UES} UEs on {UES} addresses, {SECONDS} s per step, pike {_pike()} requests/2 s per address, "
         f"overload limit {settings.overload.pending_limit} pending transactions, "
@@ -193,3 +193,92 @@ def _pike() -> str:
         if line.startswith("#!define PIKE_DENSITY"):
             return line.split()[-1]
     return "?"
+
+
+DB_RATE = int(os.environ.get("IMS_BENCH_DB_RATE", "100"))
+
+
+def _start_pcscf_on_mariadb(core, db) -> None:
+    from tests.live.conftest import Daemon, _wait, sip_options
+
+    config_dir = core.workdir / "pcscf-mariadb"
+    files = render_kamailio.render(core.settings, "pcscf", config_dir=str(config_dir), bind_address=True)
+    files.update(render_kamailio.render_secrets(core.settings, "pcscf", TEST_VALKEY_PASSWORD))
+    for rel, text in mariadb.pcscf_on_mariadb(files, db.url).items():
+        path = config_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    core.kamailio["pcscf"].stop()
+    argv = ["kamailio", "-DD", "-E", *core.settings.kamailio["pcscf"].args(), "-f", str(config_dir / "kamailio.cfg")]
+    daemon = Daemon("kamailio pcscf (MariaDB)", mariadb.command(argv), core.workdir / "kamailio-pcscf-mariadb.log")
+    daemon.start(core.ns)
+    address = core.settings.nf("pcscf").address
+    _wait(lambda: (sip_options(core.ns, address) or "").startswith("SIP/2.0 200"), 20, "P-CSCF on MariaDB", daemon)
+    core.pcrf.wait_for_peer(core.settings.nf("pcscf").fqdn, timeout=15)
+    core.kamailio["pcscf"] = daemon
+
+
+def bench_databases(core, workdir):
+    print(f"\n== P-CSCF location write-through (ims_usrloc_pcscf db_mode 1): Valkey against MariaDB, {DB_RATE}/s offered")
+    print(f"   {'database':<22} {'done/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'failed':>6} {'contacts':>8} "
+          f"{'DB PSS MB idle/load':>20} {'DB CPU %':>8} {'P-CSCF CPU %':>12}")
+    valkey_pid = core.valkey.server.process.pid
+    idle = procs.pss_mb(procs.group_pids(valkey_pid))
+    result, cpu, peak = _step(core, workdir / "db-valkey", DB_RATE)
+    contacts = int(core.valkey.cli("pcscf", "DBSIZE").strip() or 0)
+    _db_row("Valkey 8.1 (db_redis)", result, contacts, idle, peak["valkey"], cpu["valkey"], cpu["kamailio pcscf"])
+    db = mariadb.MariaDb(core.ns, workdir / "mariadb").start()
+    try:
+        idle = procs.pss_mb(procs.group_pids(db.process.pid))
+        _start_pcscf_on_mariadb(core, db)
+        groups = {**_groups(core), "mariadb": db.process.pid}
+        result, cpu, _ = _step(core, workdir / "db-mariadb", DB_RATE, groups)
+        load_pss = procs.pss_mb(procs.group_pids(db.process.pid))
+        _db_row(f"MariaDB {db.version()} (db_mysql)", result, db.contacts(), idle, load_pss, cpu["mariadb"], cpu["kamailio pcscf"])
+    finally:
+        core.kamailio["pcscf"].stop()
+        core.start_cscf("pcscf")
+        db.stop()
+
+
+def _db_row(name, result, contacts, idle, loaded, db_cpu, pcscf_cpu) -> None:
+    fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+    print(
+        f"   {name:<22} {result.completed_per_s:>7.1f} {fmt(result.percentile(50)):>7} {fmt(result.percentile(99)):>7} "
+        f"{result.failed:>6} {contacts:>8} {idle:>9.1f} / {loaded:<8.1f} {db_cpu:>8.0f} {pcscf_cpu:>12.0f}"
+    )
+
+
+CALL_RATE = int(os.environ.get("IMS_BENCH_CALL_RATE", "10"))
+CALLERS, CALLEES = 200, 4
+
+
+def bench_calls(core, workdir):
+    from benchmarks.live import calls
+
+    ues = load.bench_ues(UES)
+    callers = ues[:CALLERS]
+    # The callees are the last subscribers, each on its own address where its SIPp UAS listens.
+    callees = [load.BenchUe(ue.index, ue.name, f"127.0.9.{n + 1}") for n, ue in enumerate(ues[-CALLEES:])]
+    target = f"{core.settings.nf('pcscf').address}:{render_kamailio.SIP_PORT}"
+    domain = core.settings.ims_domain
+    # Each caller and callee registers once (SEQUENTIAL injection: one call per line).
+    registered = [
+        load.run_step(core.ns, workdir / "register-callers", target, callers, domain, 50, CALLERS // 50),
+        load.run_step(core.ns, workdir / "register-callees", target, callees, domain, CALLEES, 1),
+    ]
+    if any(r.completed < r.started for r in registered):
+        print(f"   (registration before the calls: {[(r.completed, r.started) for r in registered]} completed/started)")
+    meter = procs.CpuMeter(_groups(core), {"Cx HSS double": "cx-hss", "Rx PCRF double": "rx-pcrf"})
+    meter.start()
+    result = calls.run_calls(core.ns, workdir / "calls", target, domain, callers, callees, CALL_RATE, SECONDS)
+    cpu = meter.stop()
+    fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+    pct = calls.CallResult.percentile
+    print("\n== calls: INVITE with SDP through P-, S-, S-, P-CSCF, rtpengine offer/answer on both legs, held 1 s")
+    print(f"   {'calls/s':>7} {'calls':>6} {'failed':>6} {'180 p50':>8} {'180 p99':>8} {'200 p50':>8} {'200 p99':>8}  (ms)")
+    print(
+        f"   {result.rate:>7} {result.calls:>6} {result.failed:>6} {fmt(pct(result.ring_ms, 50)):>8} "
+        f"{fmt(pct(result.ring_ms, 99)):>8} {fmt(pct(result.answer_ms, 50)):>8} {fmt(pct(result.answer_ms, 99)):>8}"
+    )
+    print("   CPU % of one core:", _cpu_line(cpu))

@@ -3,7 +3,7 @@
 SIPp takes the AKA keys only inside `[authentication ...]`, where no `[field]` can be nested,
 so one scenario cannot name the user of the call there. The scenario therefore carries one
 authenticated REGISTER per user and picks it with a binary tree of variable tests on the
-user's index (field 1 of the injection file): ~log2(N) steps per call, not N. Every user
+user's position (field 2 of the injection file): ~log2(N) steps per call, not N. Every user
 has its own IMPI, IMPU and UE address (field 0, `-t ui`: one socket per address), so the
 P-CSCF's per-address flood protection sees what it would see from real UEs.
 
@@ -92,9 +92,9 @@ def scenario(ues: list[BenchUe], domain: str) -> str:
         '  <nop><action><assignstr assign_to="idx" value="[field2]"/><todouble assign_to="n" variable="idx"/></action></nop>',
     ]
     _tree(0, len(ues), out)
-    for ue in ues:
+    for position, ue in enumerate(ues):
         auth = f"[authentication username={ue.name}@{domain} aka_K={BENCH_K} aka_OP={BENCH_OP} aka_AMF={BENCH_AMF}]"
-        out.append(f'  <label id="u{ue.index}"/>')
+        out.append(f'  <label id="u{position}"/>')
         out.append(f'  <send retrans="500" next="answer">{_register(2, ue.name, domain, auth)}</send>')
     out += [
         '  <label id="answer"/>',
@@ -110,7 +110,8 @@ def scenario(ues: list[BenchUe], domain: str) -> str:
 
 
 def injection(ues: list[BenchUe]) -> str:
-    return "SEQUENTIAL\n" + "".join(f"{ue.address};{ue.name};{ue.index};\n" for ue in ues)
+    """address; user; position in the scenario's tree."""
+    return "SEQUENTIAL\n" + "".join(f"{ue.address};{ue.name};{n};\n" for n, ue in enumerate(ues))
 
 
 @dataclass
