@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+BASETEMP = Path("/tmp/ims-core-bench")
 
 
 def main() -> int:
@@ -22,7 +23,9 @@ def main() -> int:
         str(ROOT / "benchmarks" / "live" / "bench_core.py"),
         "-p", "tests.live.conftest", "-p", "no:cacheprovider",
         "-o", "python_files=bench_*.py", "-o", "python_functions=bench_*",
-        "--rootdir", str(ROOT), "-q", "-s", "--no-header", *sys.argv[1:],
+        "--rootdir", str(ROOT), "-q", "-s", "--no-header",
+        # Its own temp dir (wiped at each run, kept after it: SIPp traces and daemon logs).
+        f"--basetemp={BASETEMP}", *sys.argv[1:],
     ]
     return int(pytest.main(args))
 

@@ -74,7 +74,7 @@ def _groups(core) -> dict[str, int]:
 
 
 def _footprint(core) -> dict[str, float]:
-    return {name: procs.pss_mb(procs.group_pids(pgid)) for name, pgid in _groups(core).items()}
+    return {name: procs.pss_mb(procs.tree_pids(pgid)) for name, pgid in _groups(core).items()}
 
 
 class PeakPss:
@@ -223,17 +223,17 @@ def bench_databases(core, workdir):
     print(f"   {'database':<22} {'done/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'failed':>6} {'contacts':>8} "
           f"{'DB PSS MB idle/load':>20} {'DB CPU %':>8} {'P-CSCF CPU %':>12}")
     valkey_pid = core.valkey.server.process.pid
-    idle = procs.pss_mb(procs.group_pids(valkey_pid))
+    idle = procs.pss_mb(procs.tree_pids(valkey_pid))
     result, cpu, peak = _step(core, workdir / "db-valkey", DB_RATE)
     contacts = int(core.valkey.cli("pcscf", "DBSIZE").strip() or 0)
     _db_row("Valkey 8.1 (db_redis)", result, contacts, idle, peak["valkey"], cpu["valkey"], cpu["kamailio pcscf"])
     db = mariadb.MariaDb(core.ns, workdir / "mariadb").start()
     try:
-        idle = procs.pss_mb(procs.group_pids(db.process.pid))
+        idle = procs.pss_mb(procs.tree_pids(db.process.pid))
         _start_pcscf_on_mariadb(core, db)
         groups = {**_groups(core), "mariadb": db.process.pid}
         result, cpu, _ = _step(core, workdir / "db-mariadb", DB_RATE, groups)
-        load_pss = procs.pss_mb(procs.group_pids(db.process.pid))
+        load_pss = procs.pss_mb(procs.tree_pids(db.process.pid))
         _db_row(f"MariaDB {db.version()} (db_mysql)", result, db.contacts(), idle, load_pss, cpu["mariadb"], cpu["kamailio pcscf"])
     finally:
         core.kamailio["pcscf"].stop()

@@ -123,7 +123,7 @@ def run_calls(
     )
     uac = _sipp(ns, workdir, [
         target, "-sf", "call.xml", "-inf", "callers.csv", "-t", "ui", "-ip_field", "0", "-p", "5060",
-        "-r", str(rate), "-m", str(calls), "-l", str(calls), "-nostdin", "-nd", "-recv_timeout", "8000",
+        "-r", str(rate), "-m", str(calls), "-l", str(calls), "-nostdin", "-nd", "-recv_timeout", "8000", "-max_socket", "1000",
         "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1", "-stf", "stat.csv",
     ])
     uac.communicate(timeout=seconds + 60)
@@ -139,15 +139,5 @@ def run_calls(
 
 
 def _rtts(step: Path) -> tuple[list[float], list[float]]:
-    path = load._one("call_*_rtt.csv", step)
-    ring, answer = [], []
-    if path is None:
-        return ring, answer
-    for line in path.read_text().splitlines()[1:]:
-        fields = line.split(";")
-        if len(fields) >= 4:
-            try:
-                (ring if fields[3].strip() == "ring" else answer).append(float(fields[2]))
-            except ValueError:
-                continue
-    return ring, answer
+    rows = load.rtt_rows(load._one("call_*_rtt.csv", step))
+    return [ms for name, ms in rows if name == "ring"], [ms for name, ms in rows if name == "answer"]

@@ -14,9 +14,9 @@ Figures come from SIPp's own traces: `-trace_counts` (messages per scenario step
 from __future__ import annotations
 
 import csv
+import resource
 import statistics
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +124,7 @@ class StepResult:
     failed: int  # SIPp failed calls (timeouts, unexpected answers)
     retransmissions: int
     latencies_ms: list[float]
+    sipp_cpu_percent: float = 0.0  # the load generator's own CPU, in percent of one core
 
     @property
     def completed_per_s(self) -> float:
@@ -136,41 +137,54 @@ class StepResult:
         return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
+# SIPp reads at most 64 KiB of scenario: one authenticated REGISTER per user fits ~70 users,
+# so the UEs are split into groups of this size, one SIPp each, sharing the offered rate.
+GROUP = 60
+
+
 def run_step(ns: NetNamespace, workdir: Path, target: str, ues: list[BenchUe], domain: str, rate: int, seconds: int) -> StepResult:
     """Offer `rate` registrations/s for `seconds`; returns when every call has ended."""
-    step = workdir / f"reg-{rate}"
-    step.mkdir(parents=True, exist_ok=True)
-    (step / "reg.xml").write_text(scenario(ues, domain), encoding="utf-8")
-    (step / "ues.csv").write_text(injection(ues), encoding="utf-8")
+    groups = [ues[i : i + GROUP] for i in range(0, len(ues), GROUP)]
+    # SIPp processes are our children: their CPU shows in RUSAGE_CHILDREN once reaped.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     calls = rate * seconds
-    sipp = [
-        "sipp", target, "-sf", "reg.xml", "-inf", "ues.csv", "-t", "ui", "-ip_field", "0", "-p", "5060",
-        "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(calls), "-nostdin", "-nd",
-        "-recv_timeout", "8000", "-max_retrans", "5", "-auth_uri", domain,
-        "-trace_counts", "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", "errors.log",
-        "-trace_stat", "-fd", "1", "-stf", "stat.csv",
-    ]
-    # cwd is where SIPp writes its traces: the step's own directory (bound into the root).
-    argv = ns.prefix() + debian_root.command(["sh", "-c", f'cd "{step}" && exec "$@"', "sipp-load", *sipp])
-    start = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    elapsed = time.monotonic() - start
-    counts = _counts(step)
-    stat = _last_stat(step)
-    return StepResult(
-        offered=rate,
-        seconds=float(seconds),
-        started=int(stat.get("TotalCallCreated", calls)),
-        completed=counts.get(("200", "recv"), 0),
-        shed=counts.get(("503", "recv"), 0),
-        failed=int(stat.get("FailedCall(C)", 0)),
-        retransmissions=counts.get(("REGISTER", "retrans"), 0),
-        latencies_ms=_rtts(step),
-    ) if proc.returncode in (0, 1) or counts else _broken(proc, elapsed)
-
-
-def _broken(proc: subprocess.CompletedProcess, elapsed: float):
-    raise RuntimeError(f"sipp exited {proc.returncode} after {elapsed:.0f}s:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    procs = []
+    for n, group in enumerate(groups):
+        step = workdir / f"reg-{rate}" / f"g{n:02d}"
+        step.mkdir(parents=True, exist_ok=True)
+        (step / "reg.xml").write_text(scenario(group, domain), encoding="utf-8")
+        (step / "ues.csv").write_text(injection(group), encoding="utf-8")
+        share = calls * (n + 1) // len(groups) - calls * n // len(groups)
+        if share == 0:
+            continue
+        sipp = [
+            "sipp", target, "-sf", "reg.xml", "-inf", "ues.csv", "-t", "ui", "-ip_field", "0", "-p", "5060",
+            # share calls over `seconds`: -r calls per -rp milliseconds
+            "-r", str(share), "-rp", str(seconds * 1000), "-m", str(share), "-l", str(share), "-nostdin", "-nd",
+            "-recv_timeout", "8000", "-max_retrans", "5", "-auth_uri", domain, "-max_socket", "1000",
+            "-trace_counts", "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", "errors.log",
+            "-trace_stat", "-fd", "1", "-stf", "stat.csv",
+        ]
+        # cwd is where SIPp writes its traces: the group's own directory (bound into the root).
+        argv = ns.prefix() + debian_root.command(["sh", "-c", f'cd "{step}" && exec "$@"', "sipp-load", *sipp])
+        procs.append((step, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)))
+    result = StepResult(offered=rate, seconds=float(seconds), started=0, completed=0, shed=0, failed=0, retransmissions=0, latencies_ms=[])
+    for step, proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 90)
+        counts = _counts(step)
+        if not counts:
+            raise RuntimeError(f"sipp in {step} exited {proc.returncode} without traces:\n{out.decode(errors='replace')[-2000:]}")
+        stat = _last_stat(step)
+        result.started += int(stat.get("TotalCallCreated", 0))
+        result.completed += counts.get(("200", "recv"), 0)
+        result.shed += counts.get(("503", "recv"), 0)
+        result.failed += int(stat.get("FailedCall(C)", 0))
+        result.retransmissions += counts.get(("REGISTER", "retrans"), 0)
+        result.latencies_ms += _rtts(step)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    result.sipp_cpu_percent = 100 * spent / seconds
+    return result
 
 
 def _one(pattern: str, step: Path) -> Path | None:
@@ -204,18 +218,23 @@ def _last_stat(step: Path) -> dict[str, str]:
     return dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
 
 
-def _rtts(step: Path) -> list[float]:
-    path = _one("*_rtt.csv", step)
+def rtt_rows(path: Path | None) -> list[tuple[str, float]]:
+    """(RTD name, milliseconds) of a SIPp -trace_rtt file (Date_ms;response_time_ms;rtd_no)."""
     if path is None:
         return []
-    values = []
-    for row in csv.reader(path.read_text().splitlines()[1:], delimiter=";"):
-        if len(row) >= 3:
+    rows = []
+    for line in path.read_text().splitlines()[1:]:
+        fields = line.split(";")
+        if len(fields) >= 3:
             try:
-                values.append(float(row[2]))
+                rows.append((fields[2].strip(), float(fields[1])))
             except ValueError:
                 continue
-    return values
+    return rows
+
+
+def _rtts(step: Path) -> list[float]:
+    return [ms for name, ms in rtt_rows(_one("*_rtt.csv", step)) if name == "reg"]
 
 
 def summary(result: StepResult) -> str:
@@ -223,7 +242,7 @@ def summary(result: StepResult) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
     return (
         f"{result.offered:>7.0f} {result.completed_per_s:>9.1f} {fmt(p50):>7} {fmt(p99):>7} "
-        f"{result.shed:>6} {result.failed:>6} {result.retransmissions:>7}"
+        f"{result.shed:>6} {result.failed:>6} {result.retransmissions:>7} | SIPp {result.sipp_cpu_percent:.0f}"
     )
 
 

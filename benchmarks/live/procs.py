@@ -1,7 +1,6 @@
 """CPU and memory of the daemons under test, read from /proc.
 
-A Kamailio is a process group (the daemon and the workers it forked; the live tier starts
-each in its own session); the test doubles are threads of the benchmark's own process.
+A daemon is its process and every process it forked (Kamailio's workers); the test doubles are threads of the benchmark's own process.
 Memory is PSS (proportional set size): Kamailio's workers share its shm pool, and RSS would
 count those pages once per worker.
 """
@@ -25,14 +24,20 @@ def _stat(path: Path) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
-def group_pids(pgid: int) -> list[int]:
-    pids = []
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and every process descended from it."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             fields = _stat(entry / "stat")
-            if fields and int(fields[2]) == pgid:
-                pids.append(int(entry.name))
-    return pids
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -72,13 +77,14 @@ class CpuMeter:
     """CPU share (percent of one core) of named process groups and thread groups over a span."""
 
     def __init__(self, groups: dict[str, int], thread_prefixes: dict[str, str]):
+        """`groups`: name -> PID of a daemon (its forked processes count with it)."""
         self.groups = groups
         self.thread_prefixes = thread_prefixes
         self._start: dict[str, float] = {}
         self._t0 = 0.0
 
     def _now(self) -> dict[str, float]:
-        values = {name: cpu_seconds(group_pids(pgid)) for name, pgid in self.groups.items()}
+        values = {name: cpu_seconds(tree_pids(pid)) for name, pid in self.groups.items()}
         values.update({name: thread_cpu_seconds(prefix) for name, prefix in self.thread_prefixes.items()})
         return values
 
