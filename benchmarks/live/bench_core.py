@@ -3,8 +3,9 @@ with IMS-AKA, overload control past the knee, footprint and start-up of each dae
 
 Run by benchmarks/core_figures.py under pytest with the live tier's fixtures
 (tests/live/conftest.py): the same namespace, CoreDNS, Valkey, rtpengine, Rx PCRF double
-and Kamailio roles on the shipped configs rendered for the loopback profile. Only the HSS
-fixture is replaced: the Cx double here also knows the benchmark's subscribers.
+and Kamailio roles on the shipped configs rendered for the loopback profile. The HSS and PCRF
+fixtures are replaced: the same doubles, each in a process of its own
+(benchmarks/live/double_process.py), the Cx double also knowing the benchmark's subscribers.
 Prints tables; asserts nothing about speed.
 """
 
@@ -17,16 +18,22 @@ import time
 import pytest
 
 from benchmarks.live import load, mariadb, procs
+from benchmarks.live.double_process import DoubleProcess
 from components.render import kamailio as render_kamailio
 from components.settings import CSCF_ROLES
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
 from tests.doubles.milenage import Milenage
+from tests.doubles.rx_pcrf import RxPcrfTestDouble
 from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
 
 UES = int(os.environ.get("IMS_BENCH_UES", "1000"))
 SECONDS = int(os.environ.get("IMS_BENCH_SECONDS", "8"))
 RATES = [int(r) for r in os.environ.get("IMS_BENCH_RATES", "50,100,200,300").split(",")]
 OVERLOAD_FACTOR = 5
+# Other pcscfOverloadPendingLimit values at 5x the knee, to size it (local runs).
+LIMIT_SWEEP = [int(v) for v in os.environ.get("IMS_BENCH_LIMITS", "").split(",") if v]
+# Another pcscfOverloadPendingLimit than the stack default for the whole run.
+LIMIT = int(os.environ["IMS_BENCH_OVERLOAD_LIMIT"]) if os.environ.get("IMS_BENCH_OVERLOAD_LIMIT") else None
 # The knee: the highest offered rate that still completes this share, without failures.
 KNEE_SHARE = 0.95
 
@@ -56,20 +63,43 @@ def hss(live_settings, netns, users):
                 return candidate
 
     assert all(isinstance(m, Milenage) for m in milenages)
-    double = CxHssTestDouble(
-        subscribers, origin_host=nf.fqdn, origin_realm=nf.realm, bind_address=nf.address,
-        port=render_kamailio.DIAMETER_PORT, mandatory_capabilities=[0], rand_source=rand,
-    )
-    with netns.entered():
-        double.start()
+
+    def factory() -> CxHssTestDouble:
+        return CxHssTestDouble(
+            subscribers, origin_host=nf.fqdn, origin_realm=nf.realm, bind_address=nf.address,
+            port=render_kamailio.DIAMETER_PORT, mandatory_capabilities=[0], rand_source=rand,
+        )
+
+    double = DoubleProcess(factory, netns).start()
     yield double
+    errors = double.errors
     double.stop()
+    assert not errors, f"the Cx HSS double failed: {errors[:5]}"
+
+
+@pytest.fixture(scope="session")
+def pcrf(live_settings, netns):
+    """The live tier's Rx PCRF double, in a process of its own (accepts every AAR)."""
+    nf = live_settings.nf("pcrf")
+
+    def factory() -> RxPcrfTestDouble:
+        return RxPcrfTestDouble(
+            origin_host=nf.fqdn, origin_realm=nf.realm, bind_address=nf.address, port=render_kamailio.DIAMETER_PORT
+        )
+
+    double = DoubleProcess(factory, netns).start()
+    yield double
+    errors = double.errors
+    double.stop()
+    assert not errors, f"the Rx PCRF double failed: {errors[:5]}"
 
 
 def _groups(core) -> dict[str, int]:
     groups = {f"kamailio {role}": d.pid for role, d in core.kamailio.items()}
     groups["valkey"] = core.valkey.server.process.pid
     groups["rtpengine"] = core.rtpengine.process.pid
+    groups["Cx HSS double"] = core.hss.pid
+    groups["Rx PCRF double"] = core.pcrf.pid
     return groups
 
 
@@ -100,12 +130,19 @@ class PeakPss:
 
 def _step(core, workdir, rate: int, meter_groups=None):
     ues = load.bench_ues(UES)
-    target = f"{core.settings.nf('pcscf').address}:{render_kamailio.SIP_PORT}"
-    meter = procs.CpuMeter(meter_groups or _groups(core), {"Cx HSS double": "cx-hss", "Rx PCRF double": "rx-pcrf"})
+    target = _target(core)
+    meter = procs.CpuMeter(meter_groups or _groups(core), {})
+    before = _log_events(core)
     meter.start()
     with PeakPss(core) as peak:
         result = load.run_step(core.ns, workdir, target, ues, core.settings.ims_domain, rate, SECONDS)
-    cpu = meter.stop()
+    spent, wall = meter.stop()
+    after = _log_events(core)
+    result.events = {key: after.get(key, 0) - before.get(key, 0) for key in after if after.get(key, 0) > before.get(key, 0)}
+    spent["SIPp"] = result.sipp_cpu_seconds
+    # Percent of one core over the step's length (the offered load's duration).
+    cpu = {name: 100 * seconds / SECONDS for name, seconds in spent.items()}
+    result.cpu_seconds = spent
     core.hss.clear_requests()
     if core.pcrf is not None:
         core.pcrf.clear_requests()
@@ -113,6 +150,46 @@ def _step(core, workdir, rate: int, meter_groups=None):
 
 
 HEADER = "offered  done/s  p50 ms  p99 ms   shed failed retrans | CPU % of one core: "
+
+
+def _cpu_per_registration(result) -> None:
+    """CPU milliseconds per completed registration at the knee, and what they add up to."""
+    per = {name: 1000 * seconds / max(result.completed, 1) for name, seconds in result.cpu_seconds.items()}
+    print("CPU ms per registration at the knee: " + "  ".join(f"{n.replace('kamailio ', '')} {v:.2f}" for n, v in per.items()))
+    core_ms = sum(v for n, v in per.items() if n.startswith("kamailio") or n == "valkey")
+    print(
+        f"the signalling plane (3 Kamailio + Valkey) spends {core_ms:.2f} ms of CPU per registration: "
+        f"about {2000 / core_ms:.0f}/s on 2 cores it had to itself (an estimate, not a measurement)"
+    )
+
+
+# What the CSCFs log when they run out of room or time: counted per load step.
+LOG_EVENTS = {
+    "shm exhausted": "could not allocate shared memory",
+    "Diameter answer > 500 ms": "outside of threshold",
+    "answer after its transaction ended": "active transaction not found",
+}
+
+
+def _log_events(core) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for role, daemon in core.kamailio.items():
+        try:
+            text = daemon.log.read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        for name, needle in LOG_EVENTS.items():
+            counts[f"{role}: {name}"] = counts.get(f"{role}: {name}", 0) + text.count(needle)
+    return counts
+
+
+def _events_line(result) -> str:
+    events = getattr(result, "events", {})
+    return ("   core: " + ", ".join(f"{k} x{v}" for k, v in sorted(events.items()))) if events else ""
+
+
+def _target(core) -> str:
+    return f"{core.settings.nf('pcscf').address}:{render_kamailio.SIP_PORT}"
 
 
 def _cpu_line(cpu: dict[str, float]) -> str:
@@ -128,7 +205,11 @@ def _restart_pcscf(core, **overrides) -> None:
     for rel, text in files.items():
         (config_dir / rel).write_text(text, encoding="utf-8")
     core.kamailio["pcscf"].stop()
+    started = time.monotonic()
     core.start_cscf("pcscf")
+    contacts = int(core.valkey.cli("pcscf", "DBSIZE").strip() or 0)
+    print(f"   (P-CSCF restarted with {overrides or 'the defaults'}: {contacts} contacts preloaded from Valkey, "
+          f"answering after {time.monotonic() - started:.1f} s)")
 
 
 def _startup(core) -> dict[str, float]:
@@ -154,34 +235,55 @@ def bench_registrations(core, workdir):
         f"{settings.kamailio['scscf'].workers} (P/I/S)"
     )
     startup = _startup(core)
+    if LIMIT is not None:
+        _restart_pcscf(core, pcscfOverloadPendingLimit=LIMIT)
+        print(f"   (overload limit set to {LIMIT} by IMS_BENCH_OVERLOAD_LIMIT)")
     idle = _footprint(core)
+    # Every UE registers once first: the sweep then measures re-registrations (SAR
+    # RE_REGISTRATION), what a core at its knee mostly serves.
+    first = load.run_step(core.ns, workdir / "initial", _target(core), load.bench_ues(UES), settings.ims_domain, 50, -(-UES // 50))
+    print(f"initial registration of the {UES} UEs at 50/s: {first.completed} completed, {first.failed} failed, {first.shed} shed")
     print(HEADER)
     knee, knee_rate, load_pss, rows = 0.0, 0, {}, []
     for rate in RATES:
         result, cpu, peak = _step(core, workdir / "sweep", rate)
         print(load.summary(result), "|", _cpu_line(cpu), flush=True)
+        if _events_line(result):
+            print(_events_line(result))
         rows.append(result)
         if result.failed == 0 and result.completed_per_s >= KNEE_SHARE * rate:
-            knee, knee_rate, load_pss = result.completed_per_s, rate, peak
+            knee, knee_rate, load_pss, knee_result = result.completed_per_s, rate, peak, result
     if knee_rate == 0:
         print("no rate completed without failures: no knee, no overload step")
         return
     over = knee_rate * OVERLOAD_FACTOR
     print(f"knee: {knee:.0f} registrations/s completed at {knee_rate}/s offered")
+    _cpu_per_registration(knee_result)
     print(f"\n== overload: {OVERLOAD_FACTOR}x the knee ({over}/s offered)")
     print(HEADER)
     result, cpu, _ = _step(core, workdir / "overload", over)
     print(load.summary(result), "|", _cpu_line(cpu), flush=True)
+    if _events_line(result):
+        print(_events_line(result))
     share = 100 * result.completed_per_s / knee
     print(f"with overload control: {result.completed_per_s:.0f}/s completed = {share:.0f} % of the knee (goal >= 90 %)")
     _restart_pcscf(core, pcscfOverloadPendingLimit=100000)
     result, cpu, _ = _step(core, workdir / "overload-off", over)
     print(load.summary(result), "|", _cpu_line(cpu), flush=True)
+    if _events_line(result):
+        print(_events_line(result))
     print(f"without (limit 100000): {result.completed_per_s:.0f}/s completed = {100 * result.completed_per_s / knee:.0f} % of the knee")
-    _restart_pcscf(core)
+    for limit in LIMIT_SWEEP:
+        _restart_pcscf(core, pcscfOverloadPendingLimit=limit)
+        result, cpu, _ = _step(core, workdir / f"overload-{limit}", over)
+        print(load.summary(result), "|", _cpu_line(cpu), flush=True)
+        if _events_line(result):
+            print(_events_line(result))
+        print(f"limit {limit}: {result.completed_per_s:.0f}/s completed = {100 * result.completed_per_s / knee:.0f} % of the knee")
+    _restart_pcscf(core, **({} if LIMIT is None else {"pcscfOverloadPendingLimit": LIMIT}))
 
     print("\n== footprint: PSS in MB (idle after start-up / peak at the knee) and start-up until it answers")
-    for name in idle:
+    for name in (n for n in idle if "double" not in n):
         up = startup.get(name)
         up_text = "-" if up is None else f"{up:.2f} s"
         print(f"   {name:<18} {idle[name]:7.1f} / {load_pss.get(name, 0.0):7.1f}   start-up {up_text}")
@@ -269,10 +371,11 @@ def bench_calls(core, workdir):
     ]
     if any(r.completed < r.started for r in registered):
         print(f"   (registration before the calls: {[(r.completed, r.started) for r in registered]} completed/started)")
-    meter = procs.CpuMeter(_groups(core), {"Cx HSS double": "cx-hss", "Rx PCRF double": "rx-pcrf"})
+    meter = procs.CpuMeter(_groups(core), {})
     meter.start()
     result = calls.run_calls(core.ns, workdir / "calls", target, domain, callers, callees, CALL_RATE, SECONDS)
-    cpu = meter.stop()
+    spent, _ = meter.stop()
+    cpu = {name: 100 * seconds / SECONDS for name, seconds in spent.items()}
     fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
     pct = calls.CallResult.percentile
     print("\n== calls: INVITE with SDP through P-, S-, S-, P-CSCF, rtpengine offer/answer on both legs, held 1 s")

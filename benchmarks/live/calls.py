@@ -17,7 +17,8 @@ from tests import debian_root
 from tests.live import sipp
 from tests.netns import NetNamespace
 
-SDP = sipp.SDP
+# The caller's SDP names its own address (with -t ui, [local_ip] is not it).
+SDP = sipp.SDP.replace("[local_ip]", "[field0]")
 
 
 def caller_scenario(domain: str, hold_ms: int) -> str:
@@ -26,13 +27,13 @@ def caller_scenario(domain: str, hold_ms: int) -> str:
   <send retrans="500" start_rtd="ring">
     <![CDATA[
       INVITE sip:[field3]@{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      Via: SIP/2.0/[transport] [field0]:5060;branch=[branch];rport
       Max-Forwards: 70
       From: <sip:[field1]@{domain}>;tag=[pid]inv[call_number]
       To: <sip:[field3]@{domain}>
       Call-ID: [call_id]
       CSeq: 1 INVITE
-      Contact: <sip:[field1]@[local_ip]:[local_port]>
+      Contact: <sip:[field1]@[field0]:5060>
       Content-Type: application/sdp
       Content-Length: [len]
 
@@ -46,14 +47,14 @@ def caller_scenario(domain: str, hold_ms: int) -> str:
   <send>
     <![CDATA[
       ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      Via: SIP/2.0/[transport] [field0]:5060;branch=[branch];rport
       [routes]
       Max-Forwards: 70
       [last_From:]
       [last_To:]
       Call-ID: [call_id]
       CSeq: 1 ACK
-      Contact: <sip:[field1]@[local_ip]:[local_port]>
+      Contact: <sip:[field1]@[field0]:5060>
       Content-Length: 0
 
     ]]>
@@ -62,14 +63,14 @@ def caller_scenario(domain: str, hold_ms: int) -> str:
   <send retrans="500">
     <![CDATA[
       BYE [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      Via: SIP/2.0/[transport] [field0]:5060;branch=[branch];rport
       [routes]
       Max-Forwards: 70
       [last_From:]
       [last_To:]
       Call-ID: [call_id]
       CSeq: 2 BYE
-      Contact: <sip:[field1]@[local_ip]:[local_port]>
+      Contact: <sip:[field1]@[field0]:5060>
       Content-Length: 0
 
     ]]>

@@ -5,7 +5,9 @@ so one scenario cannot name the user of the call there. The scenario therefore c
 authenticated REGISTER per user and picks it with a binary tree of variable tests on the
 user's position (field 2 of the injection file): ~log2(N) steps per call, not N. Every user
 has its own IMPI, IMPU and UE address (field 0, `-t ui`: one socket per address), so the
-P-CSCF's per-address flood protection sees what it would see from real UEs.
+P-CSCF's per-address flood protection sees what it would see from real UEs. Via and Contact
+name that address from the injection file: with `-t ui` SIPp's [local_ip] and [local_port]
+stay the default 127.0.0.1 and 0.
 
 Figures come from SIPp's own traces: `-trace_counts` (messages per scenario step: 200s,
 503s, retransmissions) and `-trace_rtt` (every first-REGISTER-to-200 time).
@@ -17,7 +19,7 @@ import csv
 import resource
 import statistics
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests import debian_root
@@ -45,13 +47,13 @@ def bench_ues(count: int) -> list[BenchUe]:
 def _register(cseq: int, name: str, domain: str, authorization: str, rtd: str = "") -> str:
     return f"""<![CDATA[
       REGISTER sip:{domain} SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      Via: SIP/2.0/[transport] [field0]:5060;branch=[branch];rport
       Max-Forwards: 70
       From: <sip:{name}@{domain}>;tag=[pid]r[call_number]
       To: <sip:{name}@{domain}>
       Call-ID: [call_id]
       CSeq: {cseq} REGISTER
-      Contact: <sip:{name}@[local_ip]:[local_port]>;expires=600
+      Contact: <sip:{name}@[field0]:5060>;expires=600
       Expires: 600
       Supported: path
       {authorization}
@@ -124,7 +126,9 @@ class StepResult:
     failed: int  # SIPp failed calls (timeouts, unexpected answers)
     retransmissions: int
     latencies_ms: list[float]
-    sipp_cpu_percent: float = 0.0  # the load generator's own CPU, in percent of one core
+    sipp_cpu_seconds: float = 0.0  # the load generator's own CPU
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # per daemon, filled by the caller
+    events: dict[str, int] = field(default_factory=dict)  # what the CSCFs logged, filled by the caller
 
     @property
     def completed_per_s(self) -> float:
@@ -162,7 +166,7 @@ def run_step(ns: NetNamespace, workdir: Path, target: str, ues: list[BenchUe], d
             # share calls over `seconds`: -r calls per -rp milliseconds
             "-r", str(share), "-rp", str(seconds * 1000), "-m", str(share), "-l", str(share), "-nostdin", "-nd",
             "-recv_timeout", "8000", "-max_retrans", "5", "-auth_uri", domain, "-max_socket", "1000",
-            "-trace_counts", "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", "errors.log",
+            "-trace_counts", "-trace_rtt", "-rtt_freq", "100", "-trace_err", "-error_file", "errors.log",
             "-trace_stat", "-fd", "1", "-stf", "stat.csv",
         ]
         # cwd is where SIPp writes its traces: the group's own directory (bound into the root).
@@ -183,7 +187,7 @@ def run_step(ns: NetNamespace, workdir: Path, target: str, ues: list[BenchUe], d
         result.latencies_ms += _rtts(step)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     spent = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    result.sipp_cpu_percent = 100 * spent / seconds
+    result.sipp_cpu_seconds = spent
     return result
 
 
@@ -242,7 +246,7 @@ def summary(result: StepResult) -> str:
     fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
     return (
         f"{result.offered:>7.0f} {result.completed_per_s:>9.1f} {fmt(p50):>7} {fmt(p99):>7} "
-        f"{result.shed:>6} {result.failed:>6} {result.retransmissions:>7} | SIPp {result.sipp_cpu_percent:.0f}"
+        f"{result.shed:>6} {result.failed:>6} {result.retransmissions:>7}"
     )
 
 

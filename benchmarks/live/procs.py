@@ -74,7 +74,7 @@ def pss_mb(pids: list[int]) -> float:
 
 
 class CpuMeter:
-    """CPU share (percent of one core) of named process groups and thread groups over a span."""
+    """CPU seconds of named daemons (process trees) and test doubles (threads) over a span."""
 
     def __init__(self, groups: dict[str, int], thread_prefixes: dict[str, str]):
         """`groups`: name -> PID of a daemon (its forked processes count with it)."""
@@ -94,9 +94,10 @@ class CpuMeter:
         self._t0 = time.monotonic()
         self._start = self._now()
 
-    def stop(self) -> dict[str, float]:
+    def stop(self) -> tuple[dict[str, float], float]:
+        """CPU seconds spent by each group since start(), and the wall seconds."""
         import time
 
         wall = time.monotonic() - self._t0
         end = self._now()
-        return {name: 100 * (end[name] - self._start.get(name, 0.0)) / wall for name in end}
+        return {name: end[name] - self._start.get(name, 0.0) for name in end}, wall

@@ -52,7 +52,7 @@ def test_memory_pools_reach_the_kamailio_command_line():
         (
             {"scscfShmMb": 512},
             "scscfShmMb = 512, scscfWorkers = 4: the shared pool plus the private memory of 20 processes comes to "
-            "592 MiB, more than scscfMemory = '256Mi'; raise scscfMemory or lower scscfShmMb or scscfWorkers",
+            "552 MiB, more than scscfMemory = '256Mi'; raise scscfMemory or lower scscfShmMb or scscfWorkers",
         ),
     ],
 )
