@@ -49,6 +49,7 @@ class KamailioSizing:
 class Overload:
     """P-CSCF overload control (config/kamailio/pcscf/route/overload.cfg)."""
 
+    register_rate: int
     pending_limit: int
     retry_after: int
 
@@ -91,6 +92,7 @@ def kamailio_sizing(v: Mapping[str, Any], errors: list[str]) -> dict[str, Kamail
 
 def overload(v: Mapping[str, Any], errors: list[str]) -> Overload:
     return Overload(
+        register_rate=_int_in("pcscfOverloadRegisterRate", v["pcscfOverloadRegisterRate"], 1, 100000, errors),
         pending_limit=_int_in("pcscfOverloadPendingLimit", v["pcscfOverloadPendingLimit"], 10, 100000, errors),
         retry_after=_int_in("pcscfOverloadRetryAfter", v["pcscfOverloadRetryAfter"], 1, 3600, errors),
     )

@@ -13,9 +13,14 @@
 # usage: scripts/debian13-mariadb-layer.sh   (prints the layer's path on the last line)
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${IMS_CORE_TOOLS:-$HOME/.cache/ims-core-tools}
-ROOT=$(bash "$here/debian13-root.sh" | tail -n1)
+ROOT=$CACHE/debian13-root
+# The root is made by scripts/debian13-root.sh (the test command runs it first); not from
+# here, so that a layer build never rebuilds the root under the tiers using it.
+if [ ! -x "$ROOT/usr/sbin/kamailio" ] || [ ! -f "$ROOT.versions" ]; then
+  echo "[debian13-mariadb] no Debian 13 root at $ROOT: run scripts/debian13-root.sh first" >&2
+  exit 1
+fi
 LAYER=$CACHE/debian13-mariadb
 STAMP=$LAYER.stamp
 PACKAGES=(mariadb-server kamailio-mysql-modules)

@@ -21,6 +21,7 @@ from benchmarks.live import load, mariadb, procs
 from benchmarks.live.double_process import DoubleProcess
 from components.render import kamailio as render_kamailio
 from components.settings import CSCF_ROLES
+from tests import debian_root
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
 from tests.doubles.milenage import Milenage
 from tests.doubles.rx_pcrf import RxPcrfTestDouble
@@ -32,8 +33,12 @@ RATES = [int(r) for r in os.environ.get("IMS_BENCH_RATES", "50,100,200,300").spl
 OVERLOAD_FACTOR = 5
 # Other pcscfOverloadPendingLimit values at 5x the knee, to size it (local runs).
 LIMIT_SWEEP = [int(v) for v in os.environ.get("IMS_BENCH_LIMITS", "").split(",") if v]
-# Another pcscfOverloadPendingLimit than the stack default for the whole run.
-LIMIT = int(os.environ["IMS_BENCH_OVERLOAD_LIMIT"]) if os.environ.get("IMS_BENCH_OVERLOAD_LIMIT") else None
+# Other P-CSCF stack settings than the defaults for the whole run, to size them, e.g.
+# IMS_BENCH_PCSCF=pcscfWorkers=8,pcscfOverloadRegisterRate=150
+PCSCF = {
+    key: int(value)
+    for key, _, value in (item.partition("=") for item in os.environ.get("IMS_BENCH_PCSCF", "").split(",") if item)
+}
 # The knee: the highest offered rate that still completes this share, without failures.
 KNEE_SHARE = 0.95
 
@@ -107,6 +112,35 @@ def _footprint(core) -> dict[str, float]:
     return {name: procs.pss_mb(procs.tree_pids(pgid)) for name, pgid in _groups(core).items()}
 
 
+class PcscfPending:
+    """Largest count of P-CSCF transactions awaiting their final answer during a step (what
+    the overload limit compares), read twice a second over the control socket."""
+
+    def __init__(self, core):
+        self.core, self.peak, self._stop = core, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-pending", daemon=True)
+        socket = core.workdir / "pcscf" / "kamailio_ctl"
+        self.argv = debian_root.command(["kamcmd", "-s", f"unix:{socket}", "stats.get_statistics", "active_transactions"])
+
+    def _run(self) -> None:
+        import re
+        import subprocess
+
+        while not self._stop.wait(0.5):
+            out = subprocess.run(self.argv, capture_output=True, text=True, timeout=5).stdout
+            match = re.search(r"active_transactions = (\d+)", out)
+            if match:
+                self.peak = max(self.peak, int(match.group(1)))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 class PeakPss:
     """Largest PSS of each daemon while a load step runs (sampled every second)."""
 
@@ -134,11 +168,14 @@ def _step(core, workdir, rate: int, meter_groups=None):
     meter = procs.CpuMeter(meter_groups or _groups(core), {})
     before = _log_events(core)
     meter.start()
-    with PeakPss(core) as peak:
+    with PeakPss(core) as peak, PcscfPending(core) as pending:
         result = load.run_step(core.ns, workdir, target, ues, core.settings.ims_domain, rate, SECONDS)
+    result.events["P-CSCF pending transactions, peak"] = pending.peak
     spent, wall = meter.stop()
     after = _log_events(core)
-    result.events = {key: after.get(key, 0) - before.get(key, 0) for key in after if after.get(key, 0) > before.get(key, 0)}
+    result.events.update(
+        {key: after.get(key, 0) - before.get(key, 0) for key in after if after.get(key, 0) > before.get(key, 0)}
+    )
     spent["SIPp"] = result.sipp_cpu_seconds
     # Percent of one core over the step's length (the offered load's duration).
     cpu = {name: 100 * seconds / SECONDS for name, seconds in spent.items()}
@@ -198,6 +235,7 @@ def _cpu_line(cpu: dict[str, float]) -> str:
 
 def _restart_pcscf(core, **overrides) -> None:
     """Re-render the P-CSCF's config with stack-config `overrides` and restart it."""
+    overrides = {**PCSCF, **overrides}
     settings = loopback_settings(stack="live", pcscfIpsec=False, pcscfRx=True, **overrides)
     config_dir = core.workdir / "pcscf"
     files = render_kamailio.render(settings, "pcscf", config_dir=str(config_dir), bind_address=True)
@@ -230,14 +268,14 @@ def bench_registrations(core, workdir):
     print("\n== registrations: full IMS-AKA (UAR, MAR, UAR, SAR; Rx AAR at the P-CSCF) through P-, I-, S-CSCF")
     print(
         f"   {UES} UEs on {UES} addresses, {SECONDS} s per step, pike {_pike()} requests/2 s per address, "
-        f"overload limit {settings.overload.pending_limit} pending transactions, "
+        f"overload control: {settings.overload.register_rate} first REGISTERs/s, "
+        f"{settings.overload.pending_limit} pending transactions, "
         f"workers {settings.kamailio['pcscf'].workers}/{settings.kamailio['icscf'].workers}/"
         f"{settings.kamailio['scscf'].workers} (P/I/S)"
     )
     startup = _startup(core)
-    if LIMIT is not None:
-        _restart_pcscf(core, pcscfOverloadPendingLimit=LIMIT)
-        print(f"   (overload limit set to {LIMIT} by IMS_BENCH_OVERLOAD_LIMIT)")
+    if PCSCF:
+        _restart_pcscf(core)
     idle = _footprint(core)
     # Every UE registers once first: the sweep then measures re-registrations (SAR
     # RE_REGISTRATION), what a core at its knee mostly serves.
@@ -267,12 +305,6 @@ def bench_registrations(core, workdir):
         print(_events_line(result))
     share = 100 * result.completed_per_s / knee
     print(f"with overload control: {result.completed_per_s:.0f}/s completed = {share:.0f} % of the knee (goal >= 90 %)")
-    _restart_pcscf(core, pcscfOverloadPendingLimit=100000)
-    result, cpu, _ = _step(core, workdir / "overload-off", over)
-    print(load.summary(result), "|", _cpu_line(cpu), flush=True)
-    if _events_line(result):
-        print(_events_line(result))
-    print(f"without (limit 100000): {result.completed_per_s:.0f}/s completed = {100 * result.completed_per_s / knee:.0f} % of the knee")
     for limit in LIMIT_SWEEP:
         _restart_pcscf(core, pcscfOverloadPendingLimit=limit)
         result, cpu, _ = _step(core, workdir / f"overload-{limit}", over)
@@ -280,7 +312,14 @@ def bench_registrations(core, workdir):
         if _events_line(result):
             print(_events_line(result))
         print(f"limit {limit}: {result.completed_per_s:.0f}/s completed = {100 * result.completed_per_s / knee:.0f} % of the knee")
-    _restart_pcscf(core, **({} if LIMIT is None else {"pcscfOverloadPendingLimit": LIMIT}))
+    # Last: the storm without overload control leaves the CSCFs' state disturbed.
+    _restart_pcscf(core, pcscfOverloadPendingLimit=100000)
+    result, cpu, _ = _step(core, workdir / "overload-off", over)
+    print(load.summary(result), "|", _cpu_line(cpu), flush=True)
+    if _events_line(result):
+        print(_events_line(result))
+    print(f"without (limit 100000): {result.completed_per_s:.0f}/s completed = {100 * result.completed_per_s / knee:.0f} % of the knee")
+    _restart_pcscf(core)
 
     print("\n== footprint: PSS in MB (idle after start-up / peak at the knee) and start-up until it answers")
     for name in (n for n in idle if "double" not in n):

@@ -97,6 +97,7 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
     if settings.kamailio:
         lines.append(f"#!define CHILDREN {settings.kamailio[role].workers}")
     if role == "pcscf" and settings.overload is not None:
+        lines.append(f"#!define OVERLOAD_REGISTER_RATE {settings.overload.register_rate}")
         lines.append(f"#!define OVERLOAD_PENDING_LIMIT {settings.overload.pending_limit}")
         lines.append(f"#!define OVERLOAD_RETRY_AFTER {settings.overload.retry_after}")
     if role in ("icscf", "scscf"):

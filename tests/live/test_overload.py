@@ -3,7 +3,7 @@
 The core is made slow the blunt way: the I-CSCF is stopped (SIGSTOP), so every REGISTER the
 P-CSCF relays stays pending there. With the limit set low (pcscfOverloadPendingLimit, its
 smallest allowed value), the P-CSCF must then answer a new REGISTER at once with 503 and a
-Retry-After, and still admit a REGISTER that answers a challenge (up to twice the limit).
+Retry-After, and still admit a REGISTER that answers a challenge (up to four times the limit).
 Each REGISTER comes from its own UE address, so pike's per-address ban plays no part.
 The P-CSCF is restarted on the default settings and the I-CSCF resumed afterwards, and a
 UE registers again to show the core recovered.
@@ -86,7 +86,7 @@ def test_pcscf_sheds_new_registrations_with_503_when_pending_work_passes_the_lim
         assert shed is not None and shed.startswith("SIP/2.0 503"), f"a new REGISTER past the limit: {shed}"
         retry = int(shed.rsplit(" ", 1)[-1])
         assert 10 <= retry < 20, f"Retry-After {retry}: pcscfOverloadRetryAfter plus jitter below it"
-        # A challenge answer already cost the core a MAR: admitted (no 503) below twice the limit.
+        # A challenge answer already cost the core a MAR: admitted (no 503) below four times the limit.
         answered = _register(core, LIMIT + 2, ANSWER, wait=1)
         assert answered is None or not answered.startswith("SIP/2.0 503"), f"a challenge answer was shed: {answered}"
     finally:
