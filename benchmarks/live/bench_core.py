@@ -29,7 +29,7 @@ from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
 
 UES = int(os.environ.get("IMS_BENCH_UES", "1000"))
 SECONDS = int(os.environ.get("IMS_BENCH_SECONDS", "8"))
-RATES = [int(r) for r in os.environ.get("IMS_BENCH_RATES", "50,100,200,300").split(",")]
+RATES = [int(r) for r in os.environ.get("IMS_BENCH_RATES", "100,200,300").split(",")]
 OVERLOAD_FACTOR = 5
 # Other pcscfOverloadPendingLimit values at 5x the knee, to size it (local runs).
 LIMIT_SWEEP = [int(v) for v in os.environ.get("IMS_BENCH_LIMITS", "").split(",") if v]

@@ -125,7 +125,7 @@ def run_calls(
     uac = _sipp(ns, workdir, [
         target, "-sf", "call.xml", "-inf", "callers.csv", "-t", "ui", "-ip_field", "0", "-p", "5060",
         "-r", str(rate), "-m", str(calls), "-l", str(calls), "-nostdin", "-nd", "-recv_timeout", "8000", "-max_socket", "1000",
-        "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1", "-stf", "stat.csv",
+        "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1", "-stf", "stat.csv", "-trace_err", "-error_file", "errors.log",
     ])
     uac.communicate(timeout=seconds + 60)
     for server in servers:

@@ -158,7 +158,9 @@ def run_step(ns: NetNamespace, workdir: Path, target: str, ues: list[BenchUe], d
         step.mkdir(parents=True, exist_ok=True)
         (step / "reg.xml").write_text(scenario(group, domain), encoding="utf-8")
         (step / "ues.csv").write_text(injection(group), encoding="utf-8")
-        share = calls * (n + 1) // len(groups) - calls * n // len(groups)
+        # Calls in proportion to the group's UEs (rate x seconds = one call per UE registers each once).
+        first = n * GROUP
+        share = calls * (first + len(group)) // len(ues) - calls * first // len(ues)
         if share == 0:
             continue
         sipp = [
