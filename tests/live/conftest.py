@@ -13,8 +13,8 @@ SIPp 3.7.
 Every daemon is started and stopped by its PID; the tail of each daemon's log is attached to
 a failing test's report.
 
-The live profile turns IPsec off (SIPp speaks no IPsec/xfrm; covered by the render tier's
-`kamailio -c`) and keeps Rx on, as the default stack has it: the P-CSCF talks Rx to the PCRF
+The live profile turns IPsec off (SIPp speaks no IPsec/xfrm; the vm tier, tests/vm, covers it
+with real ESP) and keeps Rx on, as the default stack has it: the P-CSCF talks Rx to the PCRF
 test double (tests/doubles/rx_pcrf.py) at the profile's pcrfAddress.
 """
 
@@ -27,7 +27,6 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,22 +252,6 @@ def users(live_settings) -> Users:
     return u
 
 
-def sipp_safe_rand(milenages) -> Callable[[], bytes]:
-    """RANDs whose RES has no 0x00 byte for any subscriber.
-
-    SIPp 3.6.1 treats the AKA RES as a C string: a RES with a zero byte (about 3 % of vectors)
-    gives a wrong digest response and the S-CSCF a 403, so a registration failed at random.
-    """
-
-    def rand() -> bytes:
-        while True:
-            candidate = os.urandom(16)
-            if all(0 not in m.f2345(candidate)[0] for m in milenages):
-                return candidate
-
-    return rand
-
-
 @pytest.fixture(scope="session")
 def hss(live_settings, netns, users) -> CxHssTestDouble:
     nf = live_settings.nf("hss")
@@ -286,7 +269,6 @@ def hss(live_settings, netns, users) -> CxHssTestDouble:
         # seeded s_cscf_capabilities row has capability 0). An empty Server-Capabilities
         # would not do: cdp drops a message with an empty grouped AVP.
         mandatory_capabilities=[0],
-        rand_source=sipp_safe_rand([s.milenage for s in subscribers]),
     )
     with netns.entered():
         double.start()
