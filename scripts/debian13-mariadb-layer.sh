@@ -8,20 +8,23 @@
 # package-list change rebuilds it (rm -rf, ~70 s) under whoever is using it. The layer is the
 # upper directory of an overlay on the root, written once here; the benchmark mounts root and
 # layer read-only in a private mount namespace (tests/debian_root.py does the rest). The
-# layer is rebuilt when the root under it changes (its $ROOT.versions stamp).
+# layer is rebuilt when the root under it changes (its $ROOT.versions stamp); it lives beside
+# the root, as $ROOT-mariadb.
 #
 # usage: scripts/debian13-mariadb-layer.sh   (prints the layer's path on the last line)
 set -euo pipefail
 
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${IMS_CORE_TOOLS:-$HOME/.cache/ims-core-tools}
-ROOT=$CACHE/debian13-root
+ROOT=$(bash "$here/debian13-root.sh" --path)
 # The root is made by scripts/debian13-root.sh (the test command runs it first); not from
 # here, so that a layer build never rebuilds the root under the tiers using it.
 if [ ! -x "$ROOT/usr/sbin/kamailio" ] || [ ! -f "$ROOT.versions" ]; then
   echo "[debian13-mariadb] no Debian 13 root at $ROOT: run scripts/debian13-root.sh first" >&2
   exit 1
 fi
-LAYER=$CACHE/debian13-mariadb
+# One layer per root (the root's path names its package list).
+LAYER=$ROOT-mariadb
 STAMP=$LAYER.stamp
 PACKAGES=(mariadb-server kamailio-mysql-modules)
 want="$(sha256sum "$ROOT.versions" | cut -c1-16) ${PACKAGES[*]}"
@@ -33,7 +36,7 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -d "$LAYER/upper" ]; 
   echo "$LAYER"
   exit 0
 fi
-exec {lock}>"$CACHE/debian13-mariadb.lock"
+exec {lock}>"$LAYER.lock"
 flock "$lock"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -d "$LAYER/upper" ]; then
   echo "$LAYER"

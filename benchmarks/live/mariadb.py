@@ -16,9 +16,9 @@ from pathlib import Path
 
 from tests import debian_root
 from tests.netns import NetNamespace
-from tests.tooling import TOOLS_DIR, missing
+from tests.tooling import missing
 
-LAYER = TOOLS_DIR / "debian13-mariadb"
+LAYER = debian_root.DEBIAN_ROOT.with_name(debian_root.DEBIAN_ROOT.name + "-mariadb")
 ADDRESS, PORT = "127.0.0.31", 3306
 USER, PASSWORD, DATABASE = "kamailio", "bench-mariadb-password", "kamailio"
 SQL_DIR = "/usr/share/kamailio/mysql"
