@@ -230,7 +230,11 @@ def _target(core) -> str:
 
 
 def _cpu_line(cpu: dict[str, float]) -> str:
-    return "  ".join(f"{name.replace('kamailio ', '')} {value:.0f}" for name, value in cpu.items())
+    # "?" where a process of the daemon ended during the step (its CPU went with it).
+    return "  ".join(
+        f"{name.replace('kamailio ', '')} {value:.0f}" if value >= 0 else f"{name.replace('kamailio ', '')} ?"
+        for name, value in cpu.items()
+    )
 
 
 def _restart_pcscf(core, **overrides) -> None:
@@ -417,7 +421,10 @@ def bench_calls(core, workdir):
     cpu = {name: 100 * seconds / SECONDS for name, seconds in spent.items()}
     fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
     pct = calls.CallResult.percentile
-    print("\n== calls: INVITE with SDP through P-, S-, S-, P-CSCF, rtpengine offer/answer on both legs, held 1 s")
+    print(
+        "\n== calls: INVITE with SDP through P-, S-, S-, P-CSCF, rtpengine offer/answer on both legs, "
+        f"callee rings {calls.RING_MS} ms then answers, held 1 s"
+    )
     print(f"   {'calls/s':>7} {'calls':>6} {'failed':>6} {'180 p50':>8} {'180 p99':>8} {'200 p50':>8} {'200 p99':>8}  (ms)")
     print(
         f"   {result.rate:>7} {result.calls:>6} {result.failed:>6} {fmt(pct(result.ring_ms, 50)):>8} "

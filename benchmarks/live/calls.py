@@ -19,6 +19,7 @@ from tests.netns import NetNamespace
 
 # The caller's SDP names its own address (with -t ui, [local_ip] is not it).
 SDP = sipp.SDP.replace("[local_ip]", "[field0]")
+RING_MS = 50
 
 
 def caller_scenario(domain: str, hold_ms: int) -> str:
@@ -110,7 +111,11 @@ def run_calls(
     servers = []
     for callee in callees:
         scenario = workdir / f"answer-{callee.name}.xml"
-        scenario.write_text(sipp.answer(sipp.Ue(callee.name, "", "", "", "", callee.address)), encoding="utf-8")
+        # Rings, then answers 50 ms later: a 200 sent right behind the 180 can overtake it in
+        # the P-CSCF (different workers), and the caller then never sees the 180.
+        answer = sipp.answer(sipp.Ue(callee.name, "", "", "", "", callee.address))
+        answer = answer.replace('  <send retrans="500">', f'  <pause milliseconds="{RING_MS}"/>\n  <send retrans="500">', 1)
+        scenario.write_text(answer, encoding="utf-8")
         servers.append(_sipp(ns, workdir, [
             "-sf", scenario.name, "-i", callee.address, "-p", "5060", "-nostdin", "-nd", "-m",
             str(calls), "-timeout", f"{seconds + 30}s",
