@@ -103,6 +103,9 @@ def _groups(core) -> dict[str, int]:
     groups = {f"kamailio {role}": d.pid for role, d in core.kamailio.items()}
     groups["valkey"] = core.valkey.server.process.pid
     groups["rtpengine"] = core.rtpengine.process.pid
+    coredns = procs.in_namespace("coredns", core.ns.name)
+    if coredns is not None:
+        groups["coredns"] = coredns
     groups["Cx HSS double"] = core.hss.pid
     groups["Rx PCRF double"] = core.pcrf.pid
     return groups
@@ -193,9 +196,9 @@ def _cpu_per_registration(result) -> None:
     """CPU milliseconds per completed registration at the knee, and what they add up to."""
     per = {name: 1000 * seconds / max(result.completed, 1) for name, seconds in result.cpu_seconds.items()}
     print("CPU ms per registration at the knee: " + "  ".join(f"{n.replace('kamailio ', '')} {v:.2f}" for n, v in per.items()))
-    core_ms = sum(v for n, v in per.items() if n.startswith("kamailio") or n == "valkey")
+    core_ms = sum(v for n, v in per.items() if n.startswith("kamailio") or n in ("valkey", "coredns"))
     print(
-        f"the signalling plane (3 Kamailio + Valkey) spends {core_ms:.2f} ms of CPU per registration: "
+        f"the signalling plane (3 Kamailio, Valkey, the IMS DNS) spends {core_ms:.2f} ms of CPU per registration: "
         f"about {2000 / core_ms:.0f}/s on 2 cores it had to itself (an estimate, not a measurement)"
     )
 

@@ -40,6 +40,24 @@ def tree_pids(pid: int) -> list[int]:
     return found
 
 
+def in_namespace(comm: str, netns_name: str) -> int | None:
+    """PID of a process named `comm` in the network namespace `netns_name` (a daemon the live
+    tier starts without handing out its PID, e.g. CoreDNS)."""
+    try:
+        target = os.stat(f"/run/netns/{netns_name}").st_ino
+    except OSError:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == comm and os.stat(entry / "ns" / "net").st_ino == target:
+                return int(entry.name)
+        except OSError:
+            continue
+    return None
+
+
 def cpu_seconds(pids: list[int]) -> float:
     total = 0
     for pid in pids:
