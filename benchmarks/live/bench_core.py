@@ -257,6 +257,25 @@ def _restart_pcscf(core, **overrides) -> None:
           f"answering after {time.monotonic() - started:.1f} s)")
 
 
+def _recover(core) -> None:
+    """Every CSCF restarted after the uncontrolled storm: it can leave a CSCF without its
+    Diameter peer or out of shared memory, and the next benchmarks need a sound core."""
+    peers = {role: _cx_peer_lost(core, role) for role in ("icscf", "scscf")}
+    for role in ("scscf", "icscf"):
+        core.kamailio[role].stop()
+        core.start_cscf(role)
+    _restart_pcscf(core)
+    lost = [role for role, gone in peers.items() if gone]
+    if lost:
+        print(f"   (after the storm {' and '.join(lost)} had lost its Cx peer: restarted)")
+
+
+def _cx_peer_lost(core, role: str) -> bool:
+    """Whether the CSCF's last Diameter send found no connected peer (cdp's own words)."""
+    tail = core.kamailio[role].tail(200)
+    return "No connected DefaultRoute peer" in tail
+
+
 def _startup(core) -> dict[str, float]:
     times = {}
     for role in CSCF_ROLES:
@@ -326,7 +345,7 @@ def bench_registrations(core, workdir):
     if _events_line(result):
         print(_events_line(result))
     print(f"without (limit 100000): {result.completed_per_s:.0f}/s completed = {100 * result.completed_per_s / knee:.0f} % of the knee")
-    _restart_pcscf(core)
+    _recover(core)
 
     print("\n== footprint: PSS in MB (idle after start-up / peak at the knee) and start-up until it answers")
     for name in (n for n in idle if "double" not in n):
