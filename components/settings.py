@@ -47,8 +47,12 @@ RTPENGINE_TRANSCODING_CODECS = ("AMR", "AMR-WB", "PCMA", "PCMU", "G722", "G729",
 PLATFORMS = ("linux/amd64", "linux/arm64")
 MAX_REPLICAS = 20
 MIN_PASSWORD_LENGTH = 16
-# Valkey logical databases, one per client, so no two clients' keys can collide.
-VALKEY_DATABASES = MappingProxyType({"pcscf": 0, "icscf": 1, "scscf": 2, "cgrates": 3})
+# Keys that must be set with `pulumi config set --secret` when set at all. Pulumi.yaml cannot mark
+# them `secret: true`: a secret key may have no default, so the CLI would require it.
+SECRET_KEYS = ("valkeyPassword",)
+# Valkey logical databases, one per client (components/interfaces.py says who the clients are),
+# so no two clients' keys can collide. 2 was the S-CSCF's, which never used it: not reused.
+VALKEY_DATABASES = MappingProxyType({"pcscf": 0, "icscf": 1, "cgrates": 3})
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _CPU = re.compile(r"^([1-9][0-9]*m|[0-9]+(\.[0-9]+)?)$")
@@ -96,7 +100,7 @@ class Images:
     registry: str
     tag: str
     push: bool
-    platform: str
+    platform: str | None  # None: the building Docker engine's own (a local kind cluster runs there)
     valkey: str
     coredns: str
 
@@ -145,6 +149,7 @@ class Settings:
     kamailio: Mapping[str, KamailioSizing] = field(default_factory=dict)
     overload: Overload | None = None
     # A plain str in tests, a secret pulumi.Output under the engine; never rendered into a ConfigMap.
+    # None: not set, the stack generates one (components/password.py) and keeps it in its state.
     valkey_password: Any = field(default=None, repr=False, compare=False)
 
     def nf(self, name: str) -> NetworkFunction:
@@ -359,11 +364,13 @@ def from_mapping(
     stack: str,
     schema: Mapping[str, Mapping[str, Any]] | None = None,
     secret: Any = None,
+    plain_text: tuple[str, ...] = (),
 ) -> Settings:
     """Pure: raw stack config (keys with or without the `ims-core:` prefix) -> Settings.
 
     `secret`, if given, wraps the Valkey password after validation (pulumi.Output.secret under
-    the engine); tests keep the plain string.
+    the engine); tests keep the plain string. `plain_text`: keys the stack config holds in clear
+    text (set without --secret).
     """
     schema = load_schema() if schema is None else schema
     errors: list[str] = []
@@ -403,7 +410,12 @@ def from_mapping(
         f"imageTag = {tag!r}: must be 1-128 of A-Z a-z 0-9 _ . - (not starting with . or -)",
     )
     _check(tag != "latest", errors, "imageTag = 'latest': pin a version so a rebuild is a visible change")
-    _check(platform in PLATFORMS, errors, f"imagePlatform = {platform!r}: must be one of {', '.join(PLATFORMS)}")
+    _check(
+        platform in PLATFORMS or platform == "",
+        errors,
+        f"imagePlatform = {platform!r}: must be one of {', '.join(PLATFORMS)}, or empty for the platform of the "
+        "Docker engine that builds",
+    )
     _check(
         not (v["imagePush"] and not v["imageBuild"]),
         errors,
@@ -432,10 +444,14 @@ def from_mapping(
         bool(_MEMORY.match(storage)), errors, f"valkeyStorage = {storage!r}: must be a Kubernetes quantity such as 1Gi"
     )
 
-    password = v["valkeyPassword"]
-    if password is None or password == "":
+    password = v["valkeyPassword"] or None
+    if password is None:
+        pass  # the stack generates one
+    elif "valkeyPassword" in plain_text:
         errors.append(
-            "valkeyPassword: required; set it with: pulumi config set --secret valkeyPassword <16+ characters>"
+            "valkeyPassword = <not shown>: set in plain text in the stack config file; remove it "
+            "(pulumi config rm valkeyPassword) to let the stack generate one, or set it with "
+            "pulumi config set --secret valkeyPassword <16+ characters>"
         )
     elif len(password) < MIN_PASSWORD_LENGTH:
         errors.append(
@@ -492,7 +508,7 @@ def from_mapping(
             registry=registry,
             tag=tag,
             push=v["imagePush"],
-            platform=platform,
+            platform=platform or None,
             valkey=v["valkeyImage"],
             coredns=v["corednsImage"],
         ),
@@ -503,7 +519,7 @@ def from_mapping(
         valkey_storage=storage,
         nfs=MappingProxyType(nfs),
         media=media,
-        valkey_password=secret(password) if secret else password,
+        valkey_password=secret(password) if secret and password else password,
         kamailio=MappingProxyType(sizing),
         overload=overload_control,
     )
@@ -515,4 +531,7 @@ def from_pulumi_config() -> Settings:
     from pulumi.runtime import config as runtime_config
 
     values = dict(runtime_config.CONFIG.get())
-    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret)
+    plain = tuple(
+        key for key in SECRET_KEYS if f"{PROJECT}:{key}" in values and not runtime_config.is_config_secret(f"{PROJECT}:{key}")
+    )
+    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret, plain_text=plain)
