@@ -1,5 +1,6 @@
 """Live figures of the signalling plane: registrations per second through P-, I- and S-CSCF
-with IMS-AKA, overload control past the knee, footprint and start-up of each daemon.
+with IMS-AKA, overload control past the knee, footprint and start-up of each daemon, call
+set-up latency, and the P-CSCF's location write-through on Valkey against MariaDB.
 
 Run by benchmarks/core_figures.py under pytest with the live tier's fixtures
 (tests/live/conftest.py): the same namespace, CoreDNS, Valkey, rtpengine, Rx PCRF double
@@ -174,7 +175,7 @@ def _step(core, workdir, rate: int, meter_groups=None):
     with PeakPss(core) as peak, PcscfPending(core) as pending:
         result = load.run_step(core.ns, workdir, target, ues, core.settings.ims_domain, rate, SECONDS)
     result.events["P-CSCF pending transactions, peak"] = pending.peak
-    spent, wall = meter.stop()
+    spent, _ = meter.stop()
     after = _log_events(core)
     result.events.update(
         {key: after.get(key, 0) - before.get(key, 0) for key in after if after.get(key, 0) > before.get(key, 0)}
@@ -308,13 +309,12 @@ def bench_registrations(core, workdir):
     first = load.run_step(core.ns, workdir / "initial", _target(core), load.bench_ues(UES), settings.ims_domain, 50, -(-UES // 50))
     print(f"initial registration of the {UES} UEs at 50/s: {first.completed} completed, {first.failed} failed, {first.shed} shed")
     print(HEADER)
-    knee, knee_rate, load_pss, rows = 0.0, 0, {}, []
+    knee, knee_rate, load_pss = 0.0, 0, {}
     for rate in RATES:
         result, cpu, peak = _step(core, workdir / "sweep", rate)
         print(load.summary(result), "|", _cpu_line(cpu), flush=True)
         if _events_line(result):
             print(_events_line(result))
-        rows.append(result)
         if result.failed == 0 and result.completed_per_s >= KNEE_SHARE * rate:
             knee, knee_rate, load_pss, knee_result = result.completed_per_s, rate, peak, result
     if knee_rate == 0:

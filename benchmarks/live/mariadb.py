@@ -9,7 +9,9 @@ else unchanged, so the two runs differ only in the database behind the write-thr
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -109,9 +111,6 @@ class MariaDb:
     def stop(self) -> None:
         if self.process is None:
             return
-        import os
-        import signal
-
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(30)
