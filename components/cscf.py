@@ -104,7 +104,7 @@ class Cscf(NetworkFunctionComponent):
         container = k8s.core.v1.ContainerArgs(
             name="kamailio",
             image=ctx.images.reference("kamailio"),
-            args=["-DD", "-E", "-f", f"{CONFIG_DIR}/kamailio.cfg"],
+            args=["-DD", "-E", *settings.kamailio[role].args(), "-f", f"{CONFIG_DIR}/kamailio.cfg"],
             env=self.ipsec_env(),
             ports=container_ports,
             resources=self.resources(),
