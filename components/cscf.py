@@ -106,7 +106,7 @@ class Cscf(NetworkFunctionComponent):
         container = k8s.core.v1.ContainerArgs(
             name="kamailio",
             image=ctx.images.reference("kamailio"),
-            args=["-DD", "-E", "-f", f"{CONFIG_DIR}/kamailio.cfg"],
+            args=["-DD", "-E", *settings.kamailio[role].args(), "-f", f"{CONFIG_DIR}/kamailio.cfg"],
             env=self.pod_ip_env(),
             ports=container_ports,
             resources=self.resources(),

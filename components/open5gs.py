@@ -188,6 +188,8 @@ class SubscriberProvisioning(NetworkFunctionComponent):
             ),
             opts=self.child_opts(depends_on=[db.statefulset]),
         )
+        # The Job serves nothing: no ingress at all (the policy pack wants every workload covered).
+        self.network_policy([])
         self.register_outputs({"job": self.job.metadata.name, "subscribers": len(settings.open5gs.subscribers)})
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from . import subscribers as subscriber_config
+from .sizing import KamailioSizing, Overload, kamailio_sizing, overload
 
 PROJECT = "ims-core"
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,6 +197,9 @@ class Settings:
     media: MediaRelay
     peers: PolicyPeers = field(default_factory=PolicyPeers)
     valkey_databases: Mapping[str, int] = field(default_factory=lambda: VALKEY_DATABASES)
+    # Worker counts and memory pools per CSCF role; P-CSCF overload control (components/sizing.py).
+    kamailio: Mapping[str, KamailioSizing] = field(default_factory=dict)
+    overload: Overload | None = None
     # A plain str in tests, a secret pulumi.Output under the engine; never rendered into a ConfigMap.
     # None: not set, the stack generates one (components/password.py) and keeps it in its state.
     valkey_password: Any = field(default=None, repr=False, compare=False)
@@ -651,6 +655,9 @@ def from_mapping(
             "subscribers: declared with open5gs = false; they are provisioned into open5gs' database only: "
             "set open5gs to true, or provision them in your external HSS"
         )
+    sizing = kamailio_sizing(v, errors)
+    overload_control = overload(v, errors)
+
     if errors:
         raise SettingsError(errors)
 
@@ -685,6 +692,8 @@ def from_mapping(
         open5gs=open5gs
         if open5gs is None or not secret or not open5gs.mongodb_password
         else replace(open5gs, mongodb_password=secret(open5gs.mongodb_password)),
+        kamailio=MappingProxyType(sizing),
+        overload=overload_control,
     )
 
 

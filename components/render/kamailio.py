@@ -102,6 +102,12 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
         lines.append("#!define LISTEN_ADDRESS 0.0.0.0")
         lines.append(f"#!define ADVERTISED_HOST {nf.address or nf.fqdn}")
 
+    if settings.kamailio:
+        lines.append(f"#!define CHILDREN {settings.kamailio[role].workers}")
+    if role == "pcscf" and settings.overload is not None:
+        lines.append(f"#!define OVERLOAD_REGISTER_RATE {settings.overload.register_rate}")
+        lines.append(f"#!define OVERLOAD_PENDING_LIMIT {settings.overload.pending_limit}")
+        lines.append(f"#!define OVERLOAD_RETRY_AFTER {settings.overload.retry_after}")
     if role in ("icscf", "scscf"):
         lines.append(f"#!substdef \"!HSS_REALM!{settings.nf('hss').realm}!g\"")
     if role in ("pcscf", "scscf"):

@@ -265,6 +265,12 @@ class DiameterServerDouble(Generic[R]):
         with self._lock:
             return [c.peer_host for c in self._conns if c.open and c.peer_host]
 
+    @property
+    def peer_addresses(self) -> list[tuple[str, str]]:
+        """(Origin-Host, source address) of every open peer connection."""
+        with self._lock:
+            return [(c.peer_host, c.addr[0]) for c in self._conns if c.open and c.peer_host]
+
     def wait_for_peer(self, origin_host: str | None = None, timeout: float = 10.0) -> str:
         deadline = time.monotonic() + timeout
         with self._changed:

@@ -35,7 +35,8 @@ ENGINE_TOOLS = (
     "kwokctl",
 )
 # What a real cluster's storage offers: a default StorageClass whose claims may grow, and one
-# volume of it for Valkey's claim (no provisioner runs here, so the volume is made up front).
+# volume of it for each claim (Valkey, MongoDB, spares; no provisioner runs here, so the volumes are made
+# up front).
 STORAGE_CLASS = "engine-expandable"
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "config", "dockerfiles")
 PASSPHRASE = "engine-tier-passphrase"
@@ -143,7 +144,7 @@ def storage(workdir: Path) -> list[tuple[str, dict]]:
                 "persistentVolumeReclaimPolicy": "Retain",
             },
         }
-        for i in range(2)
+        for i in range(4)
     ]
     return [("/apis/storage.k8s.io/v1/storageclasses", storage_class)] + [
         ("/api/v1/persistentvolumes", volume) for volume in volumes

@@ -350,7 +350,10 @@ class Core:
         config_dir = self.workdir / role
         daemon = Daemon(
             f"kamailio {role}",
-            debian_root.command(["kamailio", "-DD", "-E", "-m", "64", "-M", "8", "-f", str(config_dir / "kamailio.cfg")]),
+            # The memory pools the stack settings give the pod (kamailio -m/-M).
+            debian_root.command(
+                ["kamailio", "-DD", "-E", *self.settings.kamailio[role].args(), "-f", str(config_dir / "kamailio.cfg")]
+            ),
             self.workdir / f"kamailio-{role}.log",
         ).start(self.ns)
         address = self.settings.nf(role).address

@@ -1,0 +1,1 @@
+"""Delivery workflow tooling: ephemeral pr-<N> stacks and the pull-request preview comment."""
