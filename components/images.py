@@ -33,6 +33,7 @@ IMAGES = {
     "kamailio": ImageSpec("kamailio", DOCKERFILES / "kamailio"),
     "rtpengine-alpine": ImageSpec("rtpengine-alpine", DOCKERFILES / "rtpengine" / "alpine"),
     "rtpengine-ubuntu": ImageSpec("rtpengine-ubuntu", DOCKERFILES / "rtpengine" / "ubuntu"),
+    "cgrates": ImageSpec("cgrates", DOCKERFILES / "cgrates"),
 }
 
 

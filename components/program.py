@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .base import DeployContext
+from .cgrates import Cgrates
 from .coredns import ImsDns
 from .cscf import Cscf
 from .images import ImagePipeline, rtpengine_image
@@ -25,6 +26,7 @@ class Stack:
     ims_dns: ImsDns
     rtpengine: Rtpengine
     images: ImagePipeline
+    cgrates: Cgrates | None = None
 
 
 def build(settings: Settings) -> Stack:
@@ -41,7 +43,8 @@ def build(settings: Settings) -> Stack:
         ),
         opts=pulumi.ResourceOptions(provider=provider),
     )
-    images = ImagePipeline("images", settings, ["kamailio", rtpengine_image(settings)])
+    wanted = ["kamailio", rtpengine_image(settings)] + (["cgrates"] if settings.charging.enabled else [])
+    images = ImagePipeline("images", settings, wanted)
     ctx = DeployContext(settings=settings, provider=provider, namespace=namespace.metadata.name, images=images)
 
     # The IMS DNS Service comes first: the CSCF pods use its address as their resolver, and
@@ -53,6 +56,10 @@ def build(settings: Settings) -> Stack:
     cscfs = {role: Cscf(role, clients) for role in CSCF_ROLES}
     addresses = {role: c.address for role, c in cscfs.items()}
     addresses.update(valkey=valkey.address, rtpengine=rtpengine.address)
+    # Billing: the S-CSCF's Ro peer, found by name through the IMS DNS.
+    cgrates = Cgrates(ctx) if settings.charging.enabled else None
+    if cgrates is not None:
+        addresses.update(cgrates=cgrates.address)
     ims_dns.publish(addresses)
     return Stack(
         namespace=namespace.metadata.name,
@@ -61,6 +68,7 @@ def build(settings: Settings) -> Stack:
         ims_dns=ims_dns,
         rtpengine=rtpengine,
         images=images,
+        cgrates=cgrates,
     )
 
 

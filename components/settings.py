@@ -20,12 +20,17 @@ from typing import Any
 
 import yaml
 
+from .charging import Charging, parse_charging
+
 PROJECT = "ims-core"
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "Pulumi.yaml"
 
 # Network functions this stack deploys, and the peers it only talks to (open5gs, wave 2).
-DEPLOYED_NFS = ("pcscf", "icscf", "scscf", "valkey", "coredns", "rtpengine")
+DEPLOYED_NFS = ("pcscf", "icscf", "scscf", "valkey", "coredns", "rtpengine", "cgrates")
+# One instance each: Valkey holds the data; CGRateS holds live Ro sessions in memory, so a
+# second replica would receive CCR-Updates for sessions it never saw.
+SINGLETON_NFS = frozenset({"valkey", "cgrates"})
 EXTERNAL_PEERS = ("hss", "pcrf")
 CSCF_ROLES = ("pcscf", "icscf", "scscf")
 # Which domain each NF's FQDN (and Diameter realm) lives in.
@@ -119,6 +124,15 @@ class MediaRelay:
 
 
 @dataclass(frozen=True)
+class CgratesDeployment:
+    """How CGRateS runs: the StorDB (PostgreSQL, CDRs) and the loader Job's images, volume size."""
+
+    stordb_image: str
+    loader_image: str
+    stordb_storage: str
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     namespace: str
@@ -136,8 +150,13 @@ class Settings:
     nfs: Mapping[str, NetworkFunction]
     media: MediaRelay
     valkey_databases: Mapping[str, int] = field(default_factory=lambda: VALKEY_DATABASES)
+    # Online charging over Ro (CGRateS), tariffs and balances (components/charging.py).
+    charging: Charging = field(default_factory=Charging)
+    cgrates: CgratesDeployment | None = None
     # A plain str in tests, a secret pulumi.Output under the engine; never rendered into a ConfigMap.
     valkey_password: Any = field(default=None, repr=False, compare=False)
+    # The CGRateS StorDB (PostgreSQL) password; required only with charging on.
+    cgrates_stordb_password: Any = field(default=None, repr=False, compare=False)
 
     def nf(self, name: str) -> NetworkFunction:
         return self.nfs[name]
@@ -186,6 +205,17 @@ def _coerce(key: str, raw: Any, spec: Mapping[str, Any], errors: list[str]) -> A
             value = None
         if not isinstance(value, list):
             errors.append(f'{key} = {shown}: must be a list, e.g. ["a", "b"]')
+            return None
+        return value
+    if kind == "object":
+        if isinstance(raw, Mapping):
+            return dict(raw)
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, dict):
+            errors.append(f"{key} = {shown}: must be a mapping (YAML object)")
             return None
         return value
     return "" if raw is None else str(raw)
@@ -433,7 +463,7 @@ def from_mapping(
             seen_addresses[address] = name
         replicas, resources = 0, None
         if name in DEPLOYED_NFS:
-            replicas = 1 if name == "valkey" else _replicas(f"{name}Replicas", v[f"{name}Replicas"], errors)
+            replicas = 1 if name in SINGLETON_NFS else _replicas(f"{name}Replicas", v[f"{name}Replicas"], errors)
             cpu, memory = v[f"{name}Cpu"] or "", v[f"{name}Memory"] or ""
             _check(bool(_CPU.match(cpu)), errors, f"{name}Cpu = {cpu!r}: must be a CPU quantity such as 250m or 1")
             _check(
@@ -444,6 +474,14 @@ def from_mapping(
             resources = Resources(cpu=cpu, memory=memory)
         nfs[name] = NetworkFunction(
             name=name, fqdn=f"{name}.{domain}", realm=domain, address=address, replicas=replicas, resources=resources
+        )
+
+    charging, cgrates = _charging(v, errors)
+    stordb_password = v.get("cgratesStorDbPassword") or ""
+    if charging.enabled and len(stordb_password) < MIN_PASSWORD_LENGTH:
+        errors.append(
+            "cgratesStorDbPassword: required with charging.enabled, at least "
+            f"{MIN_PASSWORD_LENGTH} characters; set it with: pulumi config set --secret cgratesStorDbPassword <value>"
         )
 
     if errors:
@@ -474,6 +512,30 @@ def from_mapping(
         nfs=MappingProxyType(nfs),
         media=media,
         valkey_password=secret(password) if secret else password,
+        charging=charging,
+        cgrates=cgrates,
+        cgrates_stordb_password=secret(stordb_password) if secret else stordb_password,
+    )
+
+
+def _charging(v: Mapping[str, Any], errors: list[str]) -> tuple[Charging, CgratesDeployment]:
+    """The `charging` plan and how CGRateS runs (images pinned, volume size a quantity)."""
+    charging = parse_charging(v.get("charging"), errors)
+    for key in ("cgratesStorDbImage", "cgratesLoaderImage"):
+        ref = v.get(key) or ""
+        _check(
+            bool(_PINNED_IMAGE.match(ref)) and not ref.endswith(":latest"),
+            errors,
+            f"{key} = {ref!r}: must be an image reference pinned to a version tag or @sha256 digest (not latest)",
+        )
+    storage = v.get("cgratesStorDbStorage") or ""
+    _check(
+        bool(_MEMORY.match(storage)), errors, f"cgratesStorDbStorage = {storage!r}: must be a Kubernetes quantity such as 1Gi"
+    )
+    return charging, CgratesDeployment(
+        stordb_image=v.get("cgratesStorDbImage") or "",
+        loader_image=v.get("cgratesLoaderImage") or "",
+        stordb_storage=storage,
     )
 
 

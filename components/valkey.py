@@ -102,8 +102,11 @@ class Valkey(NetworkFunctionComponent):
             [k8s.core.v1.ServicePortArgs(name="valkey", port=port, protocol="TCP")],
             cluster_ip=settings.nf("valkey").address,
         )
-        # Only its clients (settings allocate each a database): the CSCFs now, CGRateS once deployed.
-        self.clients = [c for c in sorted(settings.valkey_databases) if c in DEPLOYED_NFS]
+        # Only its clients (settings allocate each a database): the CSCFs, and CGRateS when charging is on.
+        self.clients = [
+            c for c in sorted(settings.valkey_databases)
+            if c in DEPLOYED_NFS and (c != "cgrates" or settings.charging.enabled)
+        ]
         self.policy = self.network_policy(
             [
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(

@@ -10,6 +10,7 @@ PACKAGES=(
   kamailio kamailio-ims-modules kamailio-redis-modules kamailio-presence-modules
   kamailio-extra-modules kamailio-utils-modules
   rtpengine-daemon redis-server sip-tester iproute2 openssl socat busybox
+  postgresql-15 postgresql-client-15
 )
 
 missing=()
