@@ -96,7 +96,7 @@ def test_engine_config_reads_and_writes_the_grant_inside_mscc_as_ims_charging_do
     assert "IMS-Information.Called-Party-Address" in values["Destination"]
     grant = [f for f in initial["reply_fields"] if f["tag"] == "GrantedTime"]
     assert grant[0]["path"] == "*rep.Multiple-Services-Credit-Control.Granted-Service-Unit.CC-Time"
-    used = {f["tag"]: f["value"] for f in update["request_fields"]}["LastUsed"]
+    used = {f["tag"]: f.get("value") for f in update["request_fields"]}["LastUsed"]
     assert used.startswith("~*req.Multiple-Services-Credit-Control.Used-Service-Unit.CC-Time")
     assert "*cdrs" in terminate["flags"] and not [f for f in terminate["reply_fields"] if f["tag"] == "GrantedTime"]
 
