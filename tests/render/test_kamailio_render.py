@@ -28,6 +28,12 @@ STACKS = {
     ),
     "ipsec-rx-off": lambda: stack_settings("plain", pcscfIpsec=False, pcscfRx=False),
     "loopback": lambda: loopback_settings(),
+    # The S-CSCF with ims_charging and the Ro peer (CGRateS).
+    "charging": lambda: stack_settings(
+        "charging",
+        charging={"enabled": True, "destinations": [{"name": "all", "prefixes": ["+"], "pricePerMinute": 0.1}]},
+        cgratesStorDbPassword="render-stordb-password",
+    ),
 }
 
 
