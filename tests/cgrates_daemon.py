@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,11 +101,12 @@ def _wait(predicate, timeout: float, what: str, process: Process) -> None:
 
 @dataclass
 class StorDb:
-    """PostgreSQL for the StorDB: its own cluster in the test's directory, as user postgres."""
+    """PostgreSQL for the StorDB: its own cluster in a fresh directory under /tmp (pytest's
+    are private to root, and PostgreSQL runs as user postgres), removed on stop."""
 
-    directory: Path
     address: str
     ns: NetNamespace
+    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ims-stordb-")))
     process: Process | None = None
 
     def _as_postgres(self, argv: list[str]) -> list[str]:
@@ -150,6 +152,7 @@ class StorDb:
         if self.process:
             # SIGINT: PostgreSQL's fast shutdown.
             self.process.stop(signal.SIGINT)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @dataclass

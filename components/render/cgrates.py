@@ -37,9 +37,9 @@ STORDB_PASSWORD_ENV = "CGRATES_STORDB_PASSWORD"
 DICTIONARIES_PATH = "/usr/share/cgrates/diameter/dict/"
 SHIPPED = ROOT / "config" / "cgrates"
 LOADER_SCRIPT = SHIPPED / "load_plan.py"
-# PostgreSQL schema of the StorDB, from CGRateS v0.10.4 data/storage/postgres (run once, on
+# PostgreSQL schema of the StorDB: CGRateS v0.10.4 data/storage/postgres and its schema versions (run once, on
 # an empty database: CGRateS' own Flush drops the tables first).
-STORDB_SCHEMA = ("create_cdrs_tables.sql", "create_tariffplan_tables.sql")
+STORDB_SCHEMA = ("create_cdrs_tables.sql", "create_tariffplan_tables.sql", "set_versions.sql")
 
 TPID = "ims-core"
 CATEGORY = "call"
@@ -160,7 +160,6 @@ def cgrates_json(
         # Only the HTTP API leaves the pod; the other RPC listeners stay on its loopback.
         "listen": {"rpc_json": "127.0.0.1:2012", "rpc_gob": "127.0.0.1:2013",
                    "http": f"{listen_address}:{API_PORT}"},
-        "http": {"json_rpc_url": "/jsonrpc", "ws_url": "", "freeswitch_cdrs_url": "", "http_cdrs": ""},
         # Balances, rating data and accounts: Valkey, database 3, persistent (AOF).
         "data_db": {"db_type": "*redis", "db_host": valkey_host or valkey.address or "valkey",
                     "db_port": VALKEY_PORT, "db_name": str(settings.valkey_databases["cgrates"]),

@@ -116,7 +116,7 @@ def billing(core, valkey, netns, workdir) -> Billing:
     settings = charging_settings()
     # A clean DataDB: CGRateS' database in Valkey, as a fresh stack has it.
     valkey.server.cli("FLUSHDB", db=settings.valkey_databases["cgrates"])
-    stordb = StorDb(workdir / "stordb", STORDB_ADDRESS, netns).start()
+    stordb = StorDb(STORDB_ADDRESS, netns).start()
     DAEMONS.append(Daemon("postgres (StorDB)", stordb.process.argv, stordb.process.log, stordb.process.proc))
     engine = Cgrates(settings, workdir / "cgrates", netns, TEST_VALKEY_PASSWORD, STORDB_ADDRESS).start()
     DAEMONS.append(Daemon("cgr-engine", engine.process.argv, engine.process.log, engine.process.proc))
