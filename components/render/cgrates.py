@@ -63,8 +63,11 @@ def service_context_id(settings: Settings) -> str:
 
 
 def _user_part(avp_path: str) -> str:
-    """An RSR value: the user part of a SIP/SIPS/tel URI (or the bare value) found at `avp_path`."""
-    return f"~*req.{avp_path}:s/^(?:sips?:|tel:)?([^@;]+).*$/${{1}}/"
+    """An RSR value: the user part of a SIP/SIPS/tel URI (or the bare value) found at `avp_path`.
+
+    No ';' or '|' in the expression: CGRateS splits RSR values on both before compiling them
+    (a processor with such a value is dropped without a word: tried live)."""
+    return f"~*req.{avp_path}:s/^(?:[a-z]+:)?([A-Za-z0-9+._-]+).*$/${{1}}/"
 
 
 _MSCC = "Multiple-Services-Credit-Control"
@@ -98,6 +101,9 @@ def _reply_fields(*, grant: bool) -> list[dict[str, Any]]:
     """Result-Code (and the grant, inside MSCC, where ims_charging reads it)."""
     refused = "*notempty:~*cgrep.Error:"
     fields: list[dict[str, Any]] = [
+        # Session-Id, Origin-*, Auth-Application-Id, CC-Request-Type/-Number: without them cdp
+        # cannot match the answer to its request and ims_charging times out.
+        {"tag": "CCATemplate", "type": "*template", "value": "*cca"},
         # No credit: CGRateS answers with an error naming it; anything else (no account, no
         # rate for the destination) is a rating failure. Either way ims_charging refuses the call.
         {"tag": "CreditLimit", "filters": [refused, "*rsr::~*cgrep.Error(~CREDIT)"],

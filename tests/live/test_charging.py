@@ -62,6 +62,9 @@ class Billing:
         old = self.core.kamailio.get("scscf")
         if old is not None:
             old.stop()
+            # Keep the stopped S-CSCF's log: the restart writes a new one under the same name.
+            if old.log.exists():
+                old.log.rename(old.log.with_name(f"{old.log.stem}.{time.strftime('%H%M%S')}{time.monotonic_ns() % 1000}.log"))
         config_dir = self.workdir / "scscf"
         files = render_kamailio.render(settings, "scscf", config_dir=str(config_dir), bind_address=True)
         files.update(render_kamailio.render_secrets(settings, "scscf", TEST_VALKEY_PASSWORD))
@@ -181,9 +184,11 @@ def test_call_debits_the_rated_amount_with_ccr_initial_update_terminate(billing)
 
     cdr = billing.wait_cdr("alice", cdrs_before + 1)[-1]
     after = billing.stats()
-    for counter in ("initial_ccrs", "successful_initial_ccrs", "interim_ccrs", "successful_interim_ccrs",
-                    "final_ccrs", "successful_final_ccrs"):
-        assert after.get(counter, 0) - before.get(counter, 0) == 1, (counter, before, after)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert delta["initial_ccrs"] == delta["successful_initial_ccrs"] == 1, delta
+    # One or two CCR-Updates, as the grants and the S-CSCF's timer fall, every one answered.
+    assert delta["interim_ccrs"] == delta["successful_interim_ccrs"] >= 1, delta
+    assert delta["final_ccrs"] == delta["successful_final_ccrs"] == 1, delta
 
     seconds = usage_seconds(cdr)
     assert Decimal(6) <= seconds <= Decimal(9), cdr
