@@ -108,6 +108,9 @@ def _reply_fields(*, grant: bool) -> list[dict[str, Any]]:
         # rate for the destination) is a rating failure. Either way ims_charging refuses the call.
         {"tag": "CreditLimit", "filters": [refused, "*rsr::~*cgrep.Error(~CREDIT)"],
          "path": "*rep.Result-Code", "type": "*constant", "value": str(DIAMETER_CREDIT_LIMIT_REACHED), "blocker": True},
+        # Nothing to grant (an empty balance): say so, rather than success with zero seconds.
+        {"tag": "NoCredit", "filters": ["*string:~*cgrep.MaxUsage:0s"], "path": "*rep.Result-Code",
+         "type": "*constant", "value": str(DIAMETER_CREDIT_LIMIT_REACHED), "blocker": True},
         {"tag": "RatingFailed", "filters": [refused], "path": "*rep.Result-Code", "type": "*constant",
          "value": str(DIAMETER_RATING_FAILED), "blocker": True},
         {"tag": "ResultCode", "path": "*rep.Result-Code", "type": "*constant", "value": str(DIAMETER_SUCCESS)},
