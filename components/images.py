@@ -14,6 +14,7 @@ import pulumi
 import pulumi_docker as docker
 
 from .settings import ROOT, Settings
+from .versions import minors
 
 DOCKERFILES = ROOT / "dockerfiles"
 
@@ -22,17 +23,23 @@ DOCKERFILES = ROOT / "dockerfiles"
 class ImageSpec:
     name: str  # image name under imageRegistry
     context: Path  # build context; the Dockerfile sits in it
+    version_args: tuple[str, ...] = ()  # keys of versions.env passed as build arguments
 
     @property
     def dockerfile(self) -> Path:
         return self.context / "Dockerfile"
 
+    def build_args(self) -> dict[str, str]:
+        return {key: minors()[key] for key in self.version_args}
+
 
 # Every image we build. rtpengine has one image per variant; the stack builds only the chosen one.
 IMAGES = {
-    "kamailio": ImageSpec("kamailio", DOCKERFILES / "kamailio"),
-    "rtpengine-alpine": ImageSpec("rtpengine-alpine", DOCKERFILES / "rtpengine" / "alpine"),
-    "rtpengine-ubuntu": ImageSpec("rtpengine-ubuntu", DOCKERFILES / "rtpengine" / "ubuntu"),
+    "kamailio": ImageSpec("kamailio", DOCKERFILES / "kamailio", ("KAMAILIO_MINOR",)),
+    "rtpengine-alpine": ImageSpec("rtpengine-alpine", DOCKERFILES / "rtpengine" / "alpine", ("RTPENGINE_MINOR",)),
+    "rtpengine-ubuntu": ImageSpec("rtpengine-ubuntu", DOCKERFILES / "rtpengine" / "ubuntu", ("RTPENGINE_UBUNTU_MINOR",)),
+    # CGRateS: the release is pinned once, in scripts/tool-versions.env (the Dockerfile's
+    # default CGRATES_VERSION follows it; tests/unit/test_charging.py holds them together).
     "cgrates": ImageSpec("cgrates", DOCKERFILES / "cgrates"),
 }
 
@@ -61,6 +68,7 @@ class ImagePipeline(pulumi.ComponentResource):
                     context=str(spec.context),
                     dockerfile=str(spec.dockerfile),
                     platform=settings.images.platform,
+                    args=spec.build_args(),
                 ),
                 image_name=reference,
                 skip_push=not settings.images.push,

@@ -1,17 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages the render and live tiers run: Kamailio 5.6 with the IMS,
-# Redis, presence, extra and utils modules, rtpengine (userspace), redis-server (the Valkey
-# stand-in), SIPp, iproute2 and busybox (runs the image's readiness probe). Daemons are
-# installed, never started: the tests start the ones they need on loopback and stop them by
-# PID. Idempotent; needs root.
+# Installs the Debian 12 packages the test command needs on the machine itself: iproute2
+# (network namespaces), openssl (the engine tier's PKI) and debootstrap (scripts/debian13-root.sh
+# makes the Debian 13 root from which the render and live tiers run Kamailio 6.0, Valkey 8.1,
+# rtpengine 12.5 and SIPp 3.7, the versions the images ship). No daemon is installed on the
+# machine itself. Idempotent; needs root.
 set -euo pipefail
 
-PACKAGES=(
-  kamailio kamailio-ims-modules kamailio-redis-modules kamailio-presence-modules
-  kamailio-extra-modules kamailio-utils-modules
-  rtpengine-daemon redis-server sip-tester iproute2 openssl socat busybox
-  postgresql-15 postgresql-client-15
-)
+PACKAGES=(iproute2 openssl debootstrap util-linux)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -27,13 +22,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 echo "[debian] installing: ${missing[*]}"
-# Keep the packages' init scripts from starting kamailio/redis/rtpengine on the machine.
-guard=/usr/sbin/policy-rc.d
-created_guard=0
-if [ ! -e "$guard" ]; then
-  printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod +x "$guard" && created_guard=1
-fi
-trap '[ "$created_guard" = 1 ] && rm -f "$guard"' EXIT
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 echo "[debian] done"

@@ -3,7 +3,8 @@
 #   lint    ruff, hadolint, actionlint
 #   unit    Pulumi mocks (no CLI)
 #   render  every rendered file checked by its real consumer (kamailio -c, coredns, ...)
-#   live    real Kamailio, redis-server, rtpengine, CoreDNS on 127.0.0.x with SIPp UEs
+#   live    real Kamailio 6.0, Valkey 8.1, rtpengine 12.5 (the Debian 13 root, the versions the
+#           images ship), CoreDNS, on 127.0.0.x in network namespaces, with SIPp 3.7 UEs
 #   engine  the real Pulumi CLI against a local kube-apiserver with kwok nodes
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/unit -k pcscf`).
 # Under CI=true a tier whose tools are missing fails instead of skipping.
@@ -28,11 +29,18 @@ else
   echo "up to date"
 fi
 
-step "Debian packages (Kamailio, rtpengine, redis-server, SIPp)"
+step "Debian packages (iproute2, openssl, debootstrap)"
 if [ "$(id -u)" = 0 ]; then
   bash scripts/install-debian-packages.sh
 else
   echo "not root: skipping apt; the live and render tiers need scripts/install-debian-packages.sh run as root"
+fi
+
+step "Debian 13 root (Kamailio 6.0, Valkey 8.1, rtpengine 12.5, SIPp 3.7: versions.env)"
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/debian13-root.sh
+else
+  echo "not root: the render and live tiers need scripts/debian13-root.sh run as root"
 fi
 
 step "Go-built tools (Pulumi CLI, kubernetes plugin, control plane, kwok, CoreDNS, actionlint)"

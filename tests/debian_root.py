@@ -17,10 +17,11 @@ when the daemon ends, whatever way it ends.
 from __future__ import annotations
 
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
-from tests.tooling import ROOT as REPO, TOOLS_DIR, missing
+from tests.tooling import ROOT as REPO
+from tests.tooling import TOOLS_DIR, missing
 
 DEBIAN_ROOT = TOOLS_DIR / "debian13-root"
 WRAPPER = Path(__file__).with_name("in-debian-root.sh")
@@ -48,7 +49,7 @@ def has(path_in_root: str) -> bool:
     return (DEBIAN_ROOT / path_in_root.lstrip("/")).exists()
 
 
-@lru_cache(maxsize=None)
+@cache
 def package_version(package: str) -> str:
     """The Debian version of a package in the root (e.g. "6.0.1-1")."""
     root = require()

@@ -1,8 +1,9 @@
-"""redis-server (the Valkey stand-in) running the rendered valkey.conf and password file.
+"""valkey-server 8.1 (the Debian 13 root, the minor the Valkey image ships) running the rendered
+valkey.conf and password file.
 
 The files are the product's (components/render/valkey.py); only bind address, data directory
-and secret directory point at the test's own places. Commands go through redis-cli with the
-password in REDISCLI_AUTH, as the pod's readiness probe does.
+and secret directory point at the test's own places. Commands go through valkey-cli with the
+password in the environment, as the pod's readiness probe and init containers do.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 
 from components.render import valkey as render_valkey
 from components.settings import Settings
+from tests import debian_root
 from tests.netns import NetNamespace
-from tests.tooling import require_binary
 
 STARTUP_TIMEOUT = 10.0
 
@@ -66,27 +67,27 @@ class Valkey:
         return self.netns.prefix() if self.netns else []
 
     def start(self) -> Valkey:
-        argv = self._prefix() + [require_binary("redis-server", "debian"), str(self.conf)]
+        argv = self._prefix() + debian_root.command(["valkey-server", str(self.conf)])
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = started + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}:\n{self.log()}")
+                raise RuntimeError(f"valkey-server exited with {self.process.returncode}:\n{self.log()}")
             reply = self.cli("PING", check=False)
             if reply.returncode == 0 and reply.stdout.strip() == "PONG":
                 self.startup_seconds = time.monotonic() - started
                 return self
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"redis-server did not answer PING after {STARTUP_TIMEOUT}s:\n{self.log()}")
+        raise RuntimeError(f"valkey-server did not answer PING after {STARTUP_TIMEOUT}s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stops this server by its PID: SIGTERM shuts down cleanly, SIGKILL is a crash."""
         if self.process is None or self.process.poll() is not None:
             return
-        # `ip netns exec` execs the server, so the PID is redis-server's own.
+        # `ip netns exec`, unshare, sh and chroot all exec: the PID is valkey-server's own.
         os.kill(self.process.pid, sig)
         try:
             self.process.wait(timeout=10)
@@ -100,24 +101,17 @@ class Valkey:
     def cli(
         self, *args: str, db: int = 0, password: str | None = None, check: bool = True, stdin: str | None = None
     ) -> subprocess.CompletedProcess:
-        """redis-cli against this server; `password` overrides the rendered one ("" for none)."""
+        """valkey-cli against this server; `password` overrides the rendered one ("" for none)."""
         env = {k: v for k, v in os.environ.items() if k not in ("REDISCLI_AUTH", "VALKEYCLI_AUTH")}
         auth = self.password if password is None else password
         if auth:
-            env["REDISCLI_AUTH"] = auth
-        argv = self._prefix() + [
-            require_binary("redis-cli", "debian"),
-            "-h",
-            self.address,
-            "-p",
-            str(render_valkey.VALKEY_PORT),
-            "-n",
-            str(db),
-            *args,
-        ]
+            env["REDISCLI_AUTH"] = auth  # valkey-cli 8.1 reads only this name (VALKEYCLI_AUTH is newer)
+        argv = self._prefix() + debian_root.command(
+            ["valkey-cli", "-h", self.address, "-p", str(render_valkey.VALKEY_PORT), "-n", str(db), *args]
+        )
         result = subprocess.run(argv, env=env, input=stdin, capture_output=True, text=True, timeout=10)
         if check and (result.returncode != 0 or result.stdout.startswith(("ERR", "NOAUTH", "WRONGPASS"))):
-            raise RuntimeError(f"redis-cli {' '.join(args)}: {result.stdout}{result.stderr}")
+            raise RuntimeError(f"valkey-cli {' '.join(args)}: {result.stdout}{result.stderr}")
         return result
 
     def value(self, *args: str, db: int = 0) -> str:

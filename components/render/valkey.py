@@ -1,8 +1,8 @@
 """Valkey (IMS database) configuration: AOF persistence, a memory ceiling, password from a secret file.
 
 valkey.conf goes into a ConfigMap and only `include`s the password file, which lives in a
-Kubernetes Secret. The same files run under redis-server 7.0 in the live tests (Valkey forked
-from Redis 7.2; every directive here exists in both).
+Kubernetes Secret. The same files run under valkey-server 8.1 (the image's minor) in the live
+tests.
 """
 
 from __future__ import annotations

@@ -338,6 +338,11 @@ class CxHssTestDouble(DiameterServerDouble[CxRequest]):
         self._rand = rand_source or (lambda: os.urandom(16))
         self.strict_mandatory_avps = strict_mandatory_avps
     # --- state ----------------------------------------------------------------------
+    def set_rand_source(self, rand_source: Callable[[], bytes] | None) -> Callable[[], bytes]:
+        """Where the RANDs of the next vectors come from (None: os.urandom); returns the previous one."""
+        previous, self._rand = self._rand, rand_source or (lambda: os.urandom(16))
+        return previous
+
     def subscriber(self, impi: str) -> Subscriber:
         return self._subs[impi]
 

@@ -1,10 +1,14 @@
 """Live tier fixtures: the product's rendered configs run by real daemons on loopback.
 
-One network namespace per session (tests/netns.py: its hosts file is the resolver), and in
-it: redis-server standing in for Valkey, rtpengine (userspace), the Cx HSS test double (in
-this process, its sockets opened inside the namespace), and Kamailio as P-, I- and S-CSCF
-with the files `components.render.kamailio` renders for the loopback profile. SIPp UEs enter
-through the P-CSCF.
+One network namespace per session (tests/netns.py), whose only resolver is CoreDNS serving the
+rendered zones, and in it: valkey-server, rtpengine (userspace), the Cx HSS and Rx PCRF test
+doubles (in this process, their sockets opened inside the namespace), and Kamailio as P-, I- and
+S-CSCF with the files `components.render.kamailio` renders for the loopback profile. SIPp UEs
+enter through the P-CSCF.
+
+Kamailio, Valkey, rtpengine and SIPp are the versions the images ship (versions.env), run from
+the Debian 13 root (tests/debian_root.py): Kamailio 6.0, valkey-server 8.1, rtpengine 12.5,
+SIPp 3.7.
 
 Every daemon is started and stopped by its PID; the tail of each daemon's log is attached to
 a failing test's report.
@@ -18,13 +22,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +34,7 @@ import pytest
 
 from components.render import kamailio as render_kamailio
 from components.settings import CSCF_ROLES, Settings
-from tests import coredns_daemon
+from tests import coredns_daemon, debian_root
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
 from tests.doubles.rx_pcrf import RxPcrfTestDouble
 from tests.live import sipp
@@ -79,7 +81,7 @@ class Daemon:
     def start(self, ns: NetNamespace) -> Daemon:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as out:
-            # `ip netns exec` execs the program: the PID we hold is the daemon's.
+            # `ip netns exec` and the Debian root's wrapper exec the program: the PID we hold is the daemon's.
             # Its own process group: Kamailio forks workers, and stop() must end them with it.
             self.proc = subprocess.Popen(
                 ns.prefix() + self.argv,
@@ -122,13 +124,6 @@ def _signal_group(group: int, sig: int) -> None:
         os.killpg(group, sig)
     except ProcessLookupError:
         pass
-
-
-def _require(binary: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        missing(binary, "debian")
-    return path
 
 
 # --- the profile --------------------------------------------------------------------------
@@ -191,7 +186,7 @@ def _tcp_open(ns: NetNamespace, address: str, port: int) -> bool:
 
 @dataclass
 class Valkey:
-    """redis-server on the rendered valkey.conf and password file (tests/valkey_daemon.py)."""
+    """valkey-server on the rendered valkey.conf and password file (tests/valkey_daemon.py)."""
 
     settings: Settings
     ns: NetNamespace
@@ -208,8 +203,7 @@ class Valkey:
 
 @pytest.fixture(scope="session")
 def valkey(live_settings, netns, workdir) -> Valkey:
-    _require("redis-server")
-    _require("redis-cli")
+    debian_root.require()
     server = ValkeyServer(live_settings, TEST_VALKEY_PASSWORD, workdir / "valkey", netns=netns)
     server.render()
     server.start()
@@ -258,22 +252,6 @@ def users(live_settings) -> Users:
     return u
 
 
-def sipp_safe_rand(milenages) -> Callable[[], bytes]:
-    """RANDs whose RES has no 0x00 byte for any subscriber.
-
-    SIPp 3.6.1 treats the AKA RES as a C string: a RES with a zero byte (about 3 % of vectors)
-    gives a wrong digest response and the S-CSCF a 403, so a registration failed at random.
-    """
-
-    def rand() -> bytes:
-        while True:
-            candidate = os.urandom(16)
-            if all(0 not in m.f2345(candidate)[0] for m in milenages):
-                return candidate
-
-    return rand
-
-
 @pytest.fixture(scope="session")
 def hss(live_settings, netns, users) -> CxHssTestDouble:
     nf = live_settings.nf("hss")
@@ -291,7 +269,6 @@ def hss(live_settings, netns, users) -> CxHssTestDouble:
         # seeded s_cscf_capabilities row has capability 0). An empty Server-Capabilities
         # would not do: cdp drops a message with an empty grouped AVP.
         mandatory_capabilities=[0],
-        rand_source=sipp_safe_rand([s.milenage for s in subscribers]),
     )
     with netns.entered():
         double.start()
@@ -356,7 +333,7 @@ class Core:
         config_dir = self.workdir / role
         daemon = Daemon(
             f"kamailio {role}",
-            [shutil.which("kamailio"), "-DD", "-E", "-m", "64", "-M", "8", "-f", str(config_dir / "kamailio.cfg")],
+            debian_root.command(["kamailio", "-DD", "-E", "-m", "64", "-M", "8", "-f", str(config_dir / "kamailio.cfg")]),
             self.workdir / f"kamailio-{role}.log",
         ).start(self.ns)
         address = self.settings.nf(role).address
@@ -397,7 +374,7 @@ class SippRun:
         scenario.write_text(self.scenario, encoding="utf-8")
         pcscf = self.core.settings.nf("pcscf").address
         argv = [
-            shutil.which("sipp"), f"{pcscf}:{render_kamailio.SIP_PORT}", "-sf", str(scenario),
+            "sipp", f"{pcscf}:{render_kamailio.SIP_PORT}", "-sf", str(scenario),
             "-i", self.ue.address, "-p", str(self.ue.port), "-m", "1", "-nostdin",
             "-trace_msg", "-message_file", str(self.messages_file),
             "-trace_err", "-error_file", str(self.core.workdir / f"{self.name}.errors"),
@@ -409,7 +386,7 @@ class SippRun:
         ]
         if self.messages_file.exists():
             self.messages_file.unlink()
-        self.proc = subprocess.Popen(self.core.ns.prefix() + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.core.ns.prefix() + debian_root.command(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if not background:
             self.wait()
         return self
@@ -446,8 +423,7 @@ class SippRun:
 
 @pytest.fixture(scope="session")
 def core(live_settings, netns, workdir, valkey, rtpengine, hss, pcrf, users) -> Core:
-    for binary in ("kamailio", "sipp"):
-        _require(binary)
+    debian_root.require()
     # The I-CSCF rows go in the way the pod's init container writes them: the shipped script into valkey-cli.
     valkey.server.cli(db=live_settings.valkey_databases["icscf"], stdin=render_kamailio.icscf_seed_script(live_settings))
     for role in CSCF_ROLES:

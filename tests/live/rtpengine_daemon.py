@@ -1,9 +1,9 @@
-"""Run Debian's rtpengine on the rendered config, as the pod runs it, for the live tier.
+"""Run rtpengine 12.5 (the Debian 13 root) on the rendered config, as the pod runs it, for the live tier.
 
 The daemon gets the product's rendered rtpengine.conf and the same `daemon_args` the Deployment
-uses, with the loopback profile's rtpengine address in place of $(POD_IP). As root it runs as
-the image's unprivileged user (65532), so the test also shows a userspace relay needs no
-privilege. It is stopped by its PID. Given a network namespace (the CSCF live tier's), the
+uses, with the loopback profile's rtpengine address in place of $(POD_IP). It runs as the
+image's unprivileged user (65532, set at the chroot), so the test also shows a userspace relay
+needs no privilege. It is stopped by its PID. Given a network namespace (the CSCF live tier's), the
 daemon runs in it and `ng` talks to it there.
 """
 
@@ -23,9 +23,9 @@ from pathlib import Path
 from components.base import NON_ROOT_UID
 from components.render import rtpengine as render_rtpengine
 from components.settings import Settings
+from tests import debian_root
 from tests.live.ng_client import NgClient
 from tests.netns import NetNamespace
-from tests.tooling import require_binary
 
 START_TIMEOUT = 10.0
 
@@ -59,7 +59,6 @@ def running_rtpengine(
     settings: Settings, *extra_args: str, netns: NetNamespace | None = None
 ) -> Iterator[RtpengineDaemon]:
     """rtpengine on settings.nf("rtpengine").address with the rendered config; stopped on exit."""
-    binary = require_binary("rtpengine", "debian")
     address = settings.nf("rtpengine").address
     assert address, "the loopback profile gives rtpengine a fixed address"
     config_dir = Path(tempfile.mkdtemp(prefix="rtpengine-"))
@@ -68,15 +67,17 @@ def running_rtpengine(
         (config_dir / name).write_text(text)
         os.chmod(config_dir / name, 0o644)
     log_path = config_dir / "rtpengine.log"
-    argv = [
-        binary,
-        *render_rtpengine.daemon_args(address, settings.media.advertise_address, config_dir=str(config_dir)),
-        *extra_args,
-    ]
-    as_user = {"user": NON_ROOT_UID, "group": NON_ROOT_UID, "extra_groups": []} if os.geteuid() == 0 else {}
-    # The child inherits this thread's namespace, then drops to the unprivileged user.
+    argv = debian_root.command(
+        [
+            "rtpengine",
+            *render_rtpengine.daemon_args(address, settings.media.advertise_address, config_dir=str(config_dir)),
+            *extra_args,
+        ],
+        user=f"{NON_ROOT_UID}:{NON_ROOT_UID}",
+    )
+    # The child inherits this thread's network namespace; chroot drops to the unprivileged user.
     with open(log_path, "wb") as log, netns.entered() if netns else nullcontext():
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **as_user)
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     ng = (
         NamespacedNgClient(address, render_rtpengine.NG_PORT, netns, timeout=1.0)
         if netns

@@ -12,7 +12,7 @@ Record-Route: ACK and BYE go by the dialog's route set, past it.
 A subscriber without iFC (alice) calls the same callee and nothing reaches the AS address.
 
 dave, not carol: test_registration needs carol never registered. No S-CSCF change was needed:
-Kamailio 5.6.3's isc_match_filter / isc_from_as("orig") in route[ORIG] work as shipped. The
+Kamailio 6.0's isc_match_filter / isc_from_as("orig") in route[ORIG] work as shipped. The
 S-CSCF record-routes on both passes (mo twice): needed when an AS stays in the dialog path.
 
 SIPp 3.6.1 quirks met here: `<ereg search_in="hdr" header="Route:">` matched Record-Route, and

@@ -10,8 +10,9 @@ address the zone gives `valkey`.
 
 The stack keeps its defaults, IPsec and Rx on: ims_ipsec_pcscf loads (root in the namespace
 can use xfrm), and the PCRF and HSS, which a default stack gives no address, simply get no A
-record; cdp logs that and Kamailio starts all the same. Nothing is turned off. Not reproduced:
-the pod's user and capabilities (here everything runs as root), Kamailio 6.0 (the image's).
+record; cdp logs that and Kamailio starts all the same. Nothing is turned off. Kamailio is the
+image's minor (6.0, from the Debian 13 root). Not reproduced: the pod's user and capabilities
+(here everything runs as root).
 
 The readiness probe is the image's `sip-options-probe 127.0.0.1 5060` under busybox `sh`,
 with only busybox applets on PATH (nc, timeout, head, tr, date), as in the Alpine image.
@@ -20,7 +21,6 @@ with only busybox applets on PATH (nc, timeout, head, tr, date), as in the Alpin
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -29,7 +29,7 @@ import pytest
 
 from components.render import kamailio as render_kamailio
 from components.settings import CSCF_ROLES
-from tests import coredns_daemon
+from tests import coredns_daemon, debian_root
 from tests.live.conftest import Daemon
 from tests.netns import NetNamespace, can_create_namespaces
 from tests.profiles import TEST_VALKEY_PASSWORD, stack_settings
@@ -37,6 +37,7 @@ from tests.tooling import ROOT, missing
 from tests.valkey_daemon import Valkey
 
 PROBE = ROOT / "dockerfiles" / "kamailio" / "sip-options-probe"
+BUSYBOX = "/usr/bin/busybox"  # in the Debian 13 root
 # The addresses the IMS DNS hands out, as the Services' ClusterIPs would be. HSS and PCRF stay
 # without one, as in a default stack.
 ZONE_ADDRESSES = {
@@ -63,23 +64,24 @@ def settings():
 
 @pytest.fixture(scope="module")
 def busybox_path(tmp_path_factory) -> str:
-    """A PATH of busybox applets only, so the probe's nc/timeout/head/tr/date are busybox's."""
-    for tool in ("kamailio", "redis-server", "busybox"):
-        if shutil.which(tool) is None:
-            missing(tool, "debian")
+    """A PATH of busybox applets only (the Debian 13 root's busybox), holding a copy of the probe,
+    so the probe's nc/timeout/head/tr/date are busybox's."""
+    debian_root.require()
     reason = can_create_namespaces()
     if reason:
         missing(reason, "run the live tier as root (CI does)")
     coredns_daemon.coredns_binary()
     applets = tmp_path_factory.mktemp("busybox-bin")
-    subprocess.run([shutil.which("busybox"), "--install", "-s", str(applets)], check=True)
+    subprocess.run(debian_root.command([BUSYBOX, "--install", "-s", str(applets)]), check=True)
+    (applets / PROBE.name).write_bytes(PROBE.read_bytes())
     return str(applets)
 
 
 def probe(ns: NetNamespace, busybox_path: str, port: int = render_kamailio.SIP_PORT) -> subprocess.CompletedProcess:
     """The readiness probe's command, in the pod's (namespace's) network."""
+    script = f"{busybox_path}/{PROBE.name}"
     return ns.run(
-        ["env", "-i", f"PATH={busybox_path}", shutil.which("busybox"), "sh", str(PROBE), "127.0.0.1", str(port)],
+        debian_root.command(["env", "-i", f"PATH={busybox_path}", BUSYBOX, "sh", script, "127.0.0.1", str(port)]),
         capture_output=True,
         text=True,
         timeout=10,
@@ -120,7 +122,7 @@ def pod(request, settings, busybox_path, tmp_path):
                 # The container's arguments (components/cscf.py), with the config where we wrote it.
                 kamailio = Daemon(
                     f"kamailio {role} (Kubernetes shape)",
-                    [shutil.which("kamailio"), "-DD", "-E", "-f", str(cfg)],
+                    debian_root.command(["kamailio", "-DD", "-E", "-f", str(cfg)]),
                     tmp_path / f"kamailio-{role}.log",
                 )
                 try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from tests.live import sipp
@@ -78,3 +79,24 @@ def test_reregistration_and_deregistration(core):
     # Deregistered: the P-CSCF refuses to route for it.
     refused = core.sipp(bob, sipp.call_refused(bob, core.users.alice, domain, "403"), "call-after-dereg")
     assert refused.returncode == 0, refused.explain()
+
+
+def test_a_res_with_zero_bytes_registers(core):
+    """AKA RES is binary: about 3 % of vectors hold a 0x00 byte, and a UE with such a vector
+    must register like any other (SIPp 3.6 hashed RES as a C string and failed these)."""
+    alice = core.users.alice
+    milenage = core.hss.subscriber(alice.impi).milenage
+
+    def rand_with_zero_in_res() -> bytes:
+        while True:
+            rand = os.urandom(16)
+            if 0 in milenage.f2345(rand)[0]:
+                return rand
+
+    previous = core.hss.set_rand_source(rand_with_zero_in_res)
+    try:
+        run = core.sipp(alice, sipp.register(alice, core.settings.ims_domain), "register-alice-zero-res")
+    finally:
+        core.hss.set_rand_source(previous)
+    assert run.returncode == 0, run.explain()
+    assert run.received("SIP/2.0 200"), run.explain()

@@ -1,4 +1,5 @@
-"""Live: Debian rtpengine runs the rendered config on loopback; media really flows through it.
+"""Live: rtpengine 12.5 (the Debian 13 root) runs the rendered config on loopback; media really
+flows through it.
 
 Two UEs are plain UDP sockets on their own loopback addresses. The NG exchange is what the
 P-CSCF sends (offer with the product's offer flags, answer, delete); RTP sent by one UE must
@@ -16,10 +17,11 @@ import time
 import pytest
 
 from components.render import rtpengine as render_rtpengine
+from tests import debian_root
 from tests.live.ng_client import from_kamailio_flags
 from tests.live.rtpengine_daemon import running_rtpengine
 from tests.profiles import loopback_settings
-from tests.tooling import ROOT, require_binary
+from tests.tooling import ROOT
 
 UE_A = "127.0.0.61"
 UE_B = "127.0.0.62"
@@ -82,14 +84,20 @@ def receive_all(sock: socket.socket, expected: int, seconds: float = 3.0) -> lis
     return got
 
 
-def test_ng_answers_ping_and_the_image_probe_script_says_ready(rtpengine):
+def test_ng_answers_ping_and_the_image_probe_script_says_ready(rtpengine, tmp_path):
     assert rtpengine.ng.ping() == "pong"
-    sh = require_binary("sh", "debian")
-    require_binary("socat", "debian")
-    ready = subprocess.run([sh, str(NG_PING_SCRIPT), rtpengine.address, "2223"], capture_output=True, timeout=10)
+    # The image's probe script under the root's busybox sh with its socat (as in the Alpine image).
+    script = tmp_path / NG_PING_SCRIPT.name
+    script.write_bytes(NG_PING_SCRIPT.read_bytes())
+
+    def ng_ping(port: str) -> subprocess.CompletedProcess:
+        argv = debian_root.command(["busybox", "sh", str(script), rtpengine.address, port])
+        return subprocess.run(argv, capture_output=True, timeout=10)
+
+    ready = ng_ping("2223")
     assert ready.returncode == 0, ready.stderr
     # Nothing speaks NG there: the probe must fail, not merely find an open port.
-    wrong = subprocess.run([sh, str(NG_PING_SCRIPT), rtpengine.address, "2224"], capture_output=True, timeout=10)
+    wrong = ng_ping("2224")
     assert wrong.returncode != 0
     assert b"did not answer ping with pong" in wrong.stderr
 

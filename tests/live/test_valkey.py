@@ -1,4 +1,4 @@
-"""Live Valkey: redis-server runs the rendered valkey.conf and password file; state survives restarts.
+"""Live Valkey: valkey-server 8.1 runs the rendered valkey.conf and password file; state survives restarts.
 
 The state written is the I-CSCF's: the product's seed of the `s_cscf`, `s_cscf_capabilities` and
 `nds_trusted_domains` rows (`render_kamailio.icscf_seed`: a hash per row keyed `<table>:entry::<id>`,
@@ -17,10 +17,11 @@ import pytest
 
 from components.render import kamailio as render_kamailio
 from components.render import valkey as render_valkey
+from tests import debian_root
 from tests.figures import record
 from tests.netns import NetNamespace, can_create_namespaces
 from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
-from tests.tooling import ROOT, missing, require_binary
+from tests.tooling import ROOT, missing
 from tests.valkey_daemon import Valkey
 
 SCHEMAS = ROOT / "config" / "kamailio" / "db_redis"
@@ -38,7 +39,7 @@ def icscf_rows(settings) -> dict[str, dict[str, str]]:
 
 @pytest.fixture
 def valkey(tmp_path: Path):
-    require_binary("redis-server", "debian")
+    debian_root.require()
     why = can_create_namespaces()
     if why:
         missing("a network namespace", why)

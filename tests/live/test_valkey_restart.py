@@ -3,8 +3,8 @@
 The P-CSCF writes its contacts through to Valkey (ims_usrloc_pcscf, db_mode 1). Valkey is
 killed (SIGKILL: only the append-only file can bring the rows back) and started again on the
 rendered config; then the P-CSCF is restarted too, so the contacts it routes the call with can
-only have come from Valkey. The S-CSCF keeps its contacts in memory (db_redis cannot hold them
-on 5.6, see FACTS) and is left running.
+only have come from Valkey. The S-CSCF keeps its contacts in memory (ims_usrloc_scscf on db_redis
+crashes at start-up on 6.0.1 too, see the README) and is left running.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Render tier: every role's rendered Kamailio config passes `kamailio -c` (all modules load).
+"""Render tier: every role's rendered Kamailio config passes `kamailio -c` of the version the
+image ships (Kamailio 6.0 from the Debian 13 root, tests/debian_root.py).
 
 Run under three stack configs: the default (Kubernetes: listen on all addresses, advertise
 the FQDNs), a 3-digit MNC with a custom IMS domain, and IPsec and Rx off. `kamailio -c`
@@ -17,9 +18,10 @@ import pytest
 from components.render import kamailio as render_kamailio
 from components.render import rtpengine as render_rtpengine
 from components.settings import CSCF_ROLES
+from tests import debian_root
 from tests.netns import NetNamespace, can_create_namespaces, hosts_for
 from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings, stack_settings
-from tests.tooling import missing, require_binary
+from tests.tooling import missing
 
 STACKS = {
     "default": lambda: stack_settings("default"),
@@ -38,8 +40,8 @@ STACKS = {
 
 
 @pytest.fixture(scope="module")
-def kamailio_bin() -> str:
-    return require_binary("kamailio", "debian")
+def kamailio_bin() -> None:
+    debian_root.require()
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,12 @@ def test_kamailio_accepts_rendered_config(stack, role, kamailio_bin, namespace_o
 
     ns = NetNamespace(f"imsr{os.getpid() % 100000}{role[0]}", hosts_for(settings)).create()
     try:
-        result = ns.run([kamailio_bin, "-c", "-f", str(tmp_path / "kamailio.cfg")], capture_output=True, text=True, timeout=60)
+        result = ns.run(
+            debian_root.command(["kamailio", "-c", "-f", str(tmp_path / "kamailio.cfg")]),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         ns.destroy()
     output = result.stdout + result.stderr
