@@ -6,9 +6,8 @@ schema the product ships (config/cgrates/postgres, run once on an empty database
 init does), and config/cgrates/load_plan.py, the loader Job's script, loading `plan_json`.
 
 cgr-engine is the one `scripts/bootstrap-tools.sh cgrates` builds from the Go module at the
-pinned version, beside the Diameter dictionaries of that version. PostgreSQL is Debian 12's
-(15); the image runs the `cgratesStorDbImage` (17): the schema and queries CGRateS uses are
-plain SQL both accept.
+pinned version, beside the Diameter dictionaries of that version. PostgreSQL 17 (the major of
+`cgratesStorDbImage`) runs from the Debian 13 root (tests/debian_root.py), as its postgres user.
 """
 
 from __future__ import annotations
@@ -26,10 +25,11 @@ from pathlib import Path
 
 from components.render import cgrates as render_cgrates
 from components.settings import Settings
+from tests import debian_root
 from tests.netns import NetNamespace
 from tests.tooling import TOOLS_DIR, missing, require_binary
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = "/usr/lib/postgresql/17/bin"
 STORDB_PASSWORD = "loopback-stordb-password"
 STARTUP_TIMEOUT = 20.0
 
@@ -109,27 +109,36 @@ class StorDb:
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ims-stordb-")))
     process: Process | None = None
 
-    def _as_postgres(self, argv: list[str]) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *argv]
+    def _postgres_ids(self) -> tuple[int, int]:
+        """uid and gid of the root's postgres user (PostgreSQL refuses to run as root)."""
+        for line in (debian_root.DEBIAN_ROOT / "etc" / "passwd").read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == "postgres":
+                return int(fields[2]), int(fields[3])
+        missing("PostgreSQL in the Debian 13 root (postgresql-17)", debian_root.HOW_TO_GET)
+        raise AssertionError("unreachable")
 
     def start(self) -> StorDb:
-        if not (PG_BIN / "postgres").exists():
-            missing("PostgreSQL 15 (postgresql-15)", "debian")
+        debian_root.require()
+        if not debian_root.has(f"{PG_BIN}/postgres"):
+            missing("PostgreSQL in the Debian 13 root (postgresql-17)", debian_root.HOW_TO_GET)
+        uid, gid = self._postgres_ids()
+        user = f"{uid}:{gid}"
         data = self.directory / "data"
-        self.directory.mkdir(parents=True, exist_ok=True)
-        shutil.chown(self.directory, "postgres", "postgres")
+        os.chown(self.directory, uid, gid)
         pwfile = self.directory / "pw"
         pwfile.write_text(STORDB_PASSWORD + "\n")
-        shutil.chown(pwfile, "postgres", "postgres")
+        os.chown(pwfile, uid, gid)
         subprocess.run(
-            self._as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", render_cgrates.STORDB_USER,
-                               "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8"]),
+            debian_root.command([f"{PG_BIN}/initdb", "-D", str(data), "-U", render_cgrates.STORDB_USER,
+                                 "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8"], user=user),
             check=True, capture_output=True,
         )
         self.process = Process(
             "postgres (StorDB)",
-            self._as_postgres([str(PG_BIN / "postgres"), "-D", str(data), "-k", str(self.directory),
-                               "-c", f"listen_addresses={self.address}", "-p", str(render_cgrates.STORDB_PORT)]),
+            debian_root.command([f"{PG_BIN}/postgres", "-D", str(data), "-k", str(self.directory),
+                                 "-c", f"listen_addresses={self.address}", "-p", str(render_cgrates.STORDB_PORT)],
+                                user=user),
             self.directory / "postgres.log",
         ).start(self.ns)
         _wait(lambda: self.psql("SELECT 1", db="postgres").returncode == 0, STARTUP_TIMEOUT, "PostgreSQL", self.process)
@@ -142,7 +151,7 @@ class StorDb:
     def psql(self, sql: str, db: str = render_cgrates.STORDB_NAME, check: bool = False) -> subprocess.CompletedProcess:
         argv = ["psql", "-v", "ON_ERROR_STOP=1", "-qAt", "-h", self.address, "-p", str(render_cgrates.STORDB_PORT),
                 "-U", render_cgrates.STORDB_USER, "-d", db, "-f", "-"]
-        result = subprocess.run(self.ns.prefix() + argv, input=sql, text=True, capture_output=True,
+        result = subprocess.run(self.ns.prefix() + debian_root.command(argv), input=sql, text=True, capture_output=True,
                                 env={**os.environ, "PGPASSWORD": STORDB_PASSWORD})
         if check and result.returncode != 0:
             raise RuntimeError(f"psql failed: {result.stderr}")

@@ -25,6 +25,7 @@ import pytest
 from components.render import cgrates as render_cgrates
 from components.render import kamailio as render_kamailio
 from components.settings import Settings
+from tests import debian_root
 from tests.cgrates_daemon import STORDB_PASSWORD, Cgrates, StorDb
 from tests.live import charging_scenarios, sipp
 from tests.live.conftest import DAEMONS, Daemon, _wait
@@ -84,7 +85,7 @@ class Billing:
     def stats(self) -> dict[str, int]:
         """ims_charging's own counters (initial_ccrs, interim_ccrs, final_ccrs, successful_*)."""
         socket = self.workdir / "scscf" / "kamailio_ctl"
-        out = subprocess.run(["kamcmd", "-s", f"unix:{socket}", "stats.get_statistics", "ims_charging:"],
+        out = subprocess.run(debian_root.command(["kamcmd", "-s", f"unix:{socket}", "stats.get_statistics", "ims_charging:"]),
                              capture_output=True, text=True, timeout=10).stdout
         return {m.group(1): int(m.group(2)) for m in re.finditer(r"ims_charging:(\w+) = (\d+)", out)}
 
