@@ -89,26 +89,28 @@ def engine_cluster(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cluster")
     cluster = local_cluster.start_cluster(TOOLS_DIR / "bin", workdir)
     record(f"engine: local control plane ready in {cluster.started_in:.1f}s")
-    # What a real cluster's storage provisioner would offer: one volume for Valkey's claim.
+    # What a real cluster's storage provisioner would offer: a volume for Valkey's claim and
+    # one for the CGRateS StorDB's (a stack with charging on).
     context = local_cluster.api_client(workdir / "pki")
-    status, text = local_cluster.api_request(
-        cluster.server,
-        context,
-        "POST",
-        "/api/v1/persistentvolumes",
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": "engine-tier-pv-0"},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "hostPath": {"path": str(workdir / "pv-0")},
-                "persistentVolumeReclaimPolicy": "Delete",
+    for n in range(2):
+        status, text = local_cluster.api_request(
+            cluster.server,
+            context,
+            "POST",
+            "/api/v1/persistentvolumes",
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": f"engine-tier-pv-{n}"},
+                "spec": {
+                    "capacity": {"storage": "10Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "hostPath": {"path": str(workdir / f"pv-{n}")},
+                    "persistentVolumeReclaimPolicy": "Delete",
+                },
             },
-        },
-    )
-    assert status in (200, 201), text
+        )
+        assert status in (200, 201), text
     try:
         yield cluster
     finally:
