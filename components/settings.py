@@ -364,6 +364,7 @@ def from_mapping(
     stack: str,
     schema: Mapping[str, Mapping[str, Any]] | None = None,
     secret: Any = None,
+    plaintext_secrets: tuple[str, ...] = (),
 ) -> Settings:
     """Pure: raw stack config (keys with or without the `ims-core:` prefix) -> Settings.
 
@@ -478,6 +479,8 @@ def from_mapping(
 
     charging, cgrates = _charging(v, errors)
     stordb_password = v.get("cgratesStorDbPassword") or ""
+    for key in plaintext_secrets:
+        errors.append(f"{key}: stored in plain text; set it again with: pulumi config set --secret {key} <value>")
     if charging.enabled and len(stordb_password) < MIN_PASSWORD_LENGTH:
         errors.append(
             "cgratesStorDbPassword: required with charging.enabled, at least "
@@ -545,4 +548,9 @@ def from_pulumi_config() -> Settings:
     from pulumi.runtime import config as runtime_config
 
     values = dict(runtime_config.CONFIG.get())
-    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret)
+    # Secrets the schema cannot mark secret (they have an empty default) must still be set with --secret.
+    plaintext = tuple(
+        key for key in ("cgratesStorDbPassword",)
+        if values.get(f"{PROJECT}:{key}") and not runtime_config.is_config_secret(f"{PROJECT}:{key}")
+    )
+    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret, plaintext_secrets=plaintext)

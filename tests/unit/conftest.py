@@ -72,13 +72,17 @@ class Run:
         return self.mocks.resources
 
 
-def run_program(config: dict | None = None, *, stack: str = "dev", base: bool = True) -> Run:
-    """Run __main__.py under mocks with the given stack config (keys without the project prefix)."""
+def run_program(
+    config: dict | None = None, *, stack: str = "dev", base: bool = True, secret_keys: tuple[str, ...] = ()
+) -> Run:
+    """Run __main__.py under mocks with the given stack config (keys without the project prefix);
+    `secret_keys` are the keys the CLI would report as set with --secret."""
     values = {**(BASE_CONFIG if base else {}), **(config or {})}
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="ims-core", stack=stack, preview=False)
     pulumi.runtime.set_all_config(
-        {f"ims-core:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+        {f"ims-core:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()},
+        [f"ims-core:{k}" for k in secret_keys],
     )
     exported: dict = {}
     original_export = pulumi.export

@@ -14,6 +14,7 @@ from tests.tooling import ROOT
 from tests.unit.conftest import BASE_CONFIG, container, pod_spec, run_program
 
 STORDB_PASSWORD = "unit-stordb-password-01"
+SECRET = ("cgratesStorDbPassword",)
 PLAN = {
     "enabled": True,
     "whenUnreachable": "allow",
@@ -157,12 +158,20 @@ def test_stordb_schema_is_cgrates_own_for_the_pinned_version():
 
 # --- resources --------------------------------------------------------------------------
 
+CHARGED_CONFIG = {"charging": PLAN, "cgratesStorDbPassword": STORDB_PASSWORD}
+
 
 @pytest.fixture(scope="module")
 def charged_run():
-    run = run_program({"charging": PLAN, "cgratesStorDbPassword": STORDB_PASSWORD})
+    run = run_program(CHARGED_CONFIG, secret_keys=SECRET)
     assert run.error is None, run.error
     return run
+
+
+def test_a_stordb_password_in_plain_text_is_refused():
+    run = run_program(CHARGED_CONFIG)
+    assert "cgratesStorDbPassword: stored in plain text; set it again with: pulumi config set --secret" in str(run.error)
+    assert not [r for r in run.resources if r.typ.startswith("kubernetes:")]
 
 
 def test_cgrates_runs_one_non_root_engine_with_its_databases(charged_run):
@@ -207,7 +216,7 @@ def _inputs(run, name):
 
 def test_a_tariff_change_changes_only_the_plan_and_the_loader_job(charged_run):
     cheaper = {**PLAN, "destinations": [{**PLAN["destinations"][0], "pricePerMinute": 0.05}, PLAN["destinations"][1]]}
-    other = run_program({"charging": cheaper, "cgratesStorDbPassword": STORDB_PASSWORD})
+    other = run_program({"charging": cheaper, "cgratesStorDbPassword": STORDB_PASSWORD}, secret_keys=SECRET)
     assert other.error is None, other.error
     changed = sorted(
         r.name for r in charged_run.resources
