@@ -10,8 +10,11 @@
 # only checks them (never upgrades). A root whose minors differ from versions.env, or whose
 # package list changed, is rebuilt.
 #
-# usage: scripts/debian13-root.sh          (prints the root's path on the last line)
-# env:   IMS_CORE_TOOLS  cache dir (default ~/.cache/ims-core-tools); the root is $IMS_CORE_TOOLS/debian13-root
+# usage: scripts/debian13-root.sh          (makes or checks the root; prints its path last)
+#        scripts/debian13-root.sh --path   (only prints the path the root has for this package list)
+# env:   IMS_CORE_TOOLS  cache dir (default ~/.cache/ims-core-tools); the root is
+#        $IMS_CORE_TOOLS/debian13-root-<id>, <id> a hash of the suite and package list, so
+#        checkouts with different package lists never rebuild each other's root.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,8 +22,6 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../versions.env"
 
 CACHE=${IMS_CORE_TOOLS:-$HOME/.cache/ims-core-tools}
-ROOT=$CACHE/debian13-root
-STAMP=$ROOT.versions
 SUITE=trixie
 
 PACKAGES=(
@@ -47,6 +48,12 @@ mirror() {
 }
 
 package_list_id() { printf '%s\n' "$SUITE" "${PACKAGES[@]}" | sha256sum | cut -c1-16; }
+ROOT=$CACHE/debian13-root-$(package_list_id)
+STAMP=$ROOT.versions
+if [ "${1:-}" = --path ]; then
+  echo "$ROOT"
+  exit 0
+fi
 
 # check_root: 0 if the root exists, was made from this package list and carries the wanted minors.
 check_root() {
@@ -83,7 +90,8 @@ command -v debootstrap >/dev/null || {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap
 }
 
-exec {lock}>"$CACHE/debian13-root.lock" 2>/dev/null || { mkdir -p "$CACHE"; exec {lock}>"$CACHE/debian13-root.lock"; }
+mkdir -p "$CACHE"
+exec {lock}>"$ROOT.lock"
 flock "$lock"
 if check_root; then
   log "reusing $ROOT (made by a concurrent run)"
@@ -101,8 +109,8 @@ mkdir -p "$work/usr/sbin"
 printf '#!/bin/sh\nexit 101\n' >"$work/usr/sbin/policy-rc.d"
 chmod +x "$work/usr/sbin/policy-rc.d"
 include=$(IFS=,; echo "${PACKAGES[*]}")
-if ! debootstrap --variant=minbase --include="$include" "$SUITE" "$work" "$(mirror)" >"$CACHE/debian13-root.log" 2>&1; then
-  tail -n 30 "$CACHE/debian13-root.log" >&2
+if ! debootstrap --variant=minbase --include="$include" "$SUITE" "$work" "$(mirror)" >"$ROOT.log" 2>&1; then
+  tail -n 30 "$ROOT.log" >&2
   rm -rf "$work"
   exit 1
 fi

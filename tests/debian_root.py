@@ -16,6 +16,7 @@ when the daemon ends, whatever way it ends.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from functools import cache
 from pathlib import Path
@@ -23,9 +24,19 @@ from pathlib import Path
 from tests.tooling import ROOT as REPO
 from tests.tooling import TOOLS_DIR, missing
 
-DEBIAN_ROOT = TOOLS_DIR / "debian13-root"
+SCRIPT = REPO / "scripts" / "debian13-root.sh"
 WRAPPER = Path(__file__).with_name("in-debian-root.sh")
 HOW_TO_GET = "run: bash scripts/debian13-root.sh (as root; the test command does it)"
+
+
+def _root_path() -> Path:
+    """Where scripts/debian13-root.sh keeps the root of this checkout's package list."""
+    env = {**os.environ, "IMS_CORE_TOOLS": str(TOOLS_DIR)}
+    out = subprocess.run(["bash", str(SCRIPT), "--path"], capture_output=True, text=True, check=True, env=env)
+    return Path(out.stdout.strip())
+
+
+DEBIAN_ROOT = _root_path()
 
 
 def require() -> Path:
