@@ -3,6 +3,8 @@
 Each role gets its rendered config (ConfigMap) and the file holding the Valkey password
 (Secret) projected together at /etc/kamailio, a Deployment of the shared Kamailio image, a
 Service (SIP UDP+TCP, Diameter TCP, and the P-CSCF's Mw and IPsec ports), and a NetworkPolicy:
+(pcscfGmExposure hostNetwork puts the P-CSCF pod on its node's network: the only way here
+for ESP to reach it, so IPsec requires it; see "Gm exposure and IPsec" below)
 SIP Gm is open only into the P-CSCF; the P-CSCF's Mw port (where the core sends mobile-
 terminating requests, trusted as the core) takes only the I-/S-CSCF; I-/S-CSCF take SIP only
 from the CSCFs.
@@ -94,33 +96,14 @@ class Cscf(NetworkFunctionComponent):
                     name="sip-mw-tcp", container_port=render_kamailio.MW_PORT, protocol="TCP"
                 ),
             ]
-        if self.ipsec:
-            for name, port in (
-                ("ipsec-c", render_kamailio.IPSEC_CLIENT_PORT),
-                ("ipsec-s", render_kamailio.IPSEC_SERVER_PORT),
-            ):
-                container_ports += [
-                    k8s.core.v1.ContainerPortArgs(name=f"{name}-udp", container_port=port, protocol="UDP"),
-                    k8s.core.v1.ContainerPortArgs(name=f"{name}-tcp", container_port=port, protocol="TCP"),
-                ]
-
-        if self.ipsec:
-            # ims_ipsec_pcscf installs xfrm states and policies: NET_ADMIN, nothing else. A
-            # capability granted to a non-root user is not effective, so this one runs as uid 0.
-            security = k8s.core.v1.SecurityContextArgs(
-                run_as_user=0,
-                run_as_non_root=False,
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"], add=["NET_ADMIN"]),
-            )
-        else:
-            security = non_root_security_context()
+        container_ports += self.ipsec_container_ports()
+        security = self.ipsec_security_context() if self.ipsec else non_root_security_context()
 
         container = k8s.core.v1.ContainerArgs(
             name="kamailio",
             image=ctx.images.reference("kamailio"),
             args=["-DD", "-E", "-f", f"{CONFIG_DIR}/kamailio.cfg"],
+            env=self.ipsec_env(),
             ports=container_ports,
             resources=self.resources(),
             security_context=security,
@@ -170,15 +153,64 @@ class Cscf(NetworkFunctionComponent):
             enable_service_links=False,
             # The projected config and secret files are 0440: group-readable for the non-root user.
             security_context=k8s.core.v1.PodSecurityContextArgs(fs_group=NON_ROOT_UID),
+            host_network=self.gm_host_network or None,
             **self.dns(),
         )
-        return self.deployment(pod)
+        # On the node's network the pod holds the node's SIP ports: no second pod beside it.
+        return self.deployment(pod, recreate=self.gm_host_network)
+
+    # --- Gm exposure and IPsec (P-CSCF only) ----------------------------------------------
+    # pcscfGmExposure decides how UEs reach the P-CSCF: its Service (SIP over UDP/TCP; ESP
+    # never passes kube-proxy) or the node's network (hostNetwork: UEs, through the UPF's
+    # route, reach the node's address, ESP included). IPsec needs hostNetwork (settings
+    # refuse it otherwise); the tunnels are bound to the pod's address from the downward API,
+    # which with hostNetwork is the node's.
+
+    @property
+    def gm_host_network(self) -> bool:
+        return self.nf == "pcscf" and self.settings.pcscf_gm_exposure == "hostNetwork"
+
+    def ipsec_container_ports(self) -> list[k8s.core.v1.ContainerPortArgs]:
+        """Every protected port ims_ipsec_pcscf opens (IPSEC_PORT_PAIRS client and server ports),
+        UDP and TCP: the same list feeds the Service and the NetworkPolicy."""
+        if not self.ipsec:
+            return []
+        return [
+            k8s.core.v1.ContainerPortArgs(name=f"{name}-{proto.lower()}", container_port=port, protocol=proto)
+            for name, port in render_kamailio.ipsec_ports()
+            for proto in ("UDP", "TCP")
+        ]
+
+    def ipsec_env(self) -> list[k8s.core.v1.EnvVarArgs] | None:
+        if not self.ipsec:
+            return None
+        return [
+            k8s.core.v1.EnvVarArgs(
+                name=render_kamailio.POD_IP_ENV,
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    field_ref=k8s.core.v1.ObjectFieldSelectorArgs(field_path="status.podIP")
+                ),
+            )
+        ]
+
+    @staticmethod
+    def ipsec_security_context() -> k8s.core.v1.SecurityContextArgs:
+        # ims_ipsec_pcscf installs xfrm states and policies: NET_ADMIN, nothing else. A
+        # capability granted to a non-root user is not effective, so this one runs as uid 0.
+        return k8s.core.v1.SecurityContextArgs(
+            run_as_user=0,
+            run_as_non_root=False,
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"], add=["NET_ADMIN"]),
+        )
 
     def dns(self) -> dict:
         """Kamailio resolves the IMS/EPC FQDNs (advertise, Path, Diameter peers) when it starts:
         the IMS DNS answers them and forwards every other name to the cluster DNS."""
         if self.ctx.resolver is None:
-            return {}
+            # On the node's network the default policy would use the node's resolver.
+            return {"dns_policy": "ClusterFirstWithHostNet"} if self.gm_host_network else {}
         return {
             "dns_policy": "None",
             "dns_config": k8s.core.v1.PodDNSConfigArgs(

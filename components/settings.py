@@ -38,6 +38,8 @@ EPC_NFS = frozenset({"hss", "pcrf"})
 
 RTPENGINE_VARIANTS = ("alpine", "ubuntu")
 RTPENGINE_MEDIA_EXPOSURES = ("hostNetwork", "hostPort")
+# How UEs reach the P-CSCF on Gm (pcscfGmExposure); IPsec needs one that ESP can traverse.
+PCSCF_GM_EXPOSURES = ("service", "hostNetwork")
 # Every hostPort is one entry in the pod spec and one DNAT rule on the node: keep the list short.
 RTPENGINE_MAX_HOST_PORTS = 200
 # Kubernetes' default NodePort range: kube-proxy may hold these ports on every node.
@@ -146,6 +148,7 @@ class Settings:
     rtpengine_variant: str
     pcscf_ipsec: bool
     pcscf_rx: bool
+    pcscf_gm_exposure: str  # service | hostNetwork
     valkey_storage: str
     nfs: Mapping[str, NetworkFunction]
     media: MediaRelay
@@ -358,6 +361,23 @@ def _media_relay(v: Mapping[str, Any], variant: str, errors: list[str]) -> Media
 # --- building ----------------------------------------------------------------------------
 
 
+def _pcscf_gm(v: Mapping[str, Any], errors: list[str]) -> str:
+    """pcscfGmExposure, checked against pcscfIpsec: ESP (IP protocol 50) never passes a Service."""
+    exposure = v["pcscfGmExposure"] or ""
+    _check(
+        exposure in PCSCF_GM_EXPOSURES,
+        errors,
+        f"pcscfGmExposure = {exposure!r}: must be one of {', '.join(PCSCF_GM_EXPOSURES)}",
+    )
+    _check(
+        not (v["pcscfIpsec"] and exposure == "service"),
+        errors,
+        "pcscfIpsec = true with pcscfGmExposure = 'service': kube-proxy forwards only TCP, UDP and SCTP, "
+        "so ESP sent to the Service is never delivered; set pcscfGmExposure to hostNetwork or pcscfIpsec to false",
+    )
+    return exposure
+
+
 def from_mapping(
     values: Mapping[str, Any],
     *,
@@ -431,6 +451,7 @@ def from_mapping(
     )
 
     media = _media_relay(v, variant, errors)
+    gm_exposure = _pcscf_gm(v, errors)
 
     storage = v["valkeyStorage"] or ""
     _check(
@@ -511,6 +532,7 @@ def from_mapping(
         rtpengine_variant=variant,
         pcscf_ipsec=v["pcscfIpsec"],
         pcscf_rx=v["pcscfRx"],
+        pcscf_gm_exposure=gm_exposure,
         valkey_storage=storage,
         nfs=MappingProxyType(nfs),
         media=media,

@@ -3,10 +3,11 @@
 # (network namespaces), openssl (the engine tier's PKI) and debootstrap (scripts/debian13-root.sh
 # makes the Debian 13 root from which the render and live tiers run Kamailio 6.0, Valkey 8.1,
 # rtpengine 12.5 and SIPp 3.7, the versions the images ship). No daemon is installed on the
-# machine itself. Idempotent; needs root.
+# machine itself. The vm tier adds qemu-system-x86 (software emulation, no KVM) and e2fsprogs
+# (scripts/vm-image.sh: mkfs.ext4 -d). Idempotent; needs root.
 set -euo pipefail
 
-PACKAGES=(iproute2 openssl debootstrap util-linux)
+PACKAGES=(iproute2 openssl debootstrap util-linux qemu-system-x86 e2fsprogs)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -6,6 +6,7 @@
 #   live    real Kamailio 6.0, Valkey 8.1, rtpengine 12.5 (the Debian 13 root, the versions the
 #           images ship), CoreDNS, on 127.0.0.x in network namespaces, with SIPp 3.7 UEs
 #   engine  the real Pulumi CLI against a local kube-apiserver with kwok nodes
+#   vm      what needs Debian's own kernel (IPsec ESP on Gm) in a throwaway qemu VM (tests/vm)
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/unit -k pcscf`).
 # Under CI=true a tier whose tools are missing fails instead of skipping.
 set -euo pipefail
@@ -41,6 +42,13 @@ if [ "$(id -u)" = 0 ]; then
   bash scripts/debian13-root.sh
 else
   echo "not root: the render and live tiers need scripts/debian13-root.sh run as root"
+fi
+
+step "vm tier image (Debian 13 kernel with ESP + the Debian 13 root, for qemu: scripts/vm-image.sh)"
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/vm-image.sh
+else
+  echo "not root: the vm tier needs scripts/vm-image.sh run as root"
 fi
 
 step "Go-built tools (Pulumi CLI, kubernetes plugin, control plane, kwok, CoreDNS, actionlint)"

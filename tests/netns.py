@@ -20,8 +20,10 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from components.settings import Settings
+if TYPE_CHECKING:  # the vm tier's guest imports this module without the product's dependencies
+    from components.settings import Settings
 
 NETNS_ETC = Path("/etc/netns")
 NETNS_RUN = Path("/run/netns")

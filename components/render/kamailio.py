@@ -25,9 +25,16 @@ SIP_PORT = 5060
 # NetworkPolicy admits it only from the CSCF pods, while SIP_PORT (Gm) is open to UEs.
 MW_PORT = 6060
 DIAMETER_PORT = 3868
-# ims_ipsec_pcscf: protected client and server ports towards the UE.
+# ims_ipsec_pcscf: protected client and server ports towards the UE. The module opens
+# IPSEC_PORT_PAIRS of each (ipsec_max_connections: 5100-5103 and 6100-6103) and hands the pairs
+# out to UEs, sharing them once all are in use (the SAs name the UE's address too). Every one
+# of them is a container port, a Service port and in the NetworkPolicy (`ipsec_ports`).
 IPSEC_CLIENT_PORT = 5100
 IPSEC_SERVER_PORT = 6100
+IPSEC_PORT_PAIRS = 4
+# The pod's own address (downward API, status.podIP): the SAs and the protected sockets are
+# bound to it, since an SA for 0.0.0.0 matches no packet.
+POD_IP_ENV = "POD_IP"
 VALKEY_PORT = 6379
 
 CONFIG_DIR = "/etc/kamailio"
@@ -112,7 +119,10 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
                 "#!define WITH_IPSEC",
                 f"#!define IPSEC_CLIENT_PORT {IPSEC_CLIENT_PORT}",
                 f"#!define IPSEC_SERVER_PORT {IPSEC_SERVER_PORT}",
-                f'#!define IPSEC_LISTEN_ADDRESS "{nf.address if bind_address else "0.0.0.0"}"',
+                f"#!define IPSEC_MAX_CONNECTIONS {IPSEC_PORT_PAIRS}",
+                f'#!define IPSEC_LISTEN_ADDRESS "{nf.address}"'
+                if bind_address
+                else f"#!defenvs IPSEC_LISTEN_ADDRESS={POD_IP_ENV}",
             ]
         if settings.pcscf_rx:
             lines += ["#!define WITH_RX", f"#!substdef \"!PCRF_REALM!{settings.nf('pcrf').realm}!g\""]
@@ -137,6 +147,15 @@ def _charging_defines(settings: Settings) -> list[str]:
     if settings.charging.when_unreachable == "allow":
         lines.append("#!define CHARGING_ALLOW_WHEN_UNREACHABLE")
     return lines
+
+
+def ipsec_ports() -> list[tuple[str, int]]:
+    """(name, port) of every protected port the P-CSCF opens: client ports, then server ports."""
+    return [
+        (f"ipsec-{side}{n}", base + n)
+        for side, base in (("c", IPSEC_CLIENT_PORT), ("s", IPSEC_SERVER_PORT))
+        for n in range(IPSEC_PORT_PAIRS)
+    ]
 
 
 def diameter_xml(settings: Settings, role: str, *, bind_address: bool = False) -> str | None:

@@ -13,8 +13,8 @@ SIPp 3.7.
 Every daemon is started and stopped by its PID; the tail of each daemon's log is attached to
 a failing test's report.
 
-The live profile turns IPsec off (SIPp speaks no IPsec/xfrm; covered by the render tier's
-`kamailio -c`) and keeps Rx on, as the default stack has it: the P-CSCF talks Rx to the PCRF
+The live profile turns IPsec off (SIPp speaks no IPsec/xfrm; the vm tier, tests/vm, covers it
+with real ESP) and keeps Rx on, as the default stack has it: the P-CSCF talks Rx to the PCRF
 test double (tests/doubles/rx_pcrf.py) at the profile's pcrfAddress.
 """
 

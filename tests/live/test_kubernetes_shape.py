@@ -8,8 +8,9 @@ namespace, like a pod: the loopback, plus the addresses the zone names (stand-in
 Services' ClusterIPs) on it, the product's CoreDNS zones as its resolver and a Valkey at the
 address the zone gives `valkey`.
 
-The stack keeps its defaults, IPsec and Rx on: ims_ipsec_pcscf loads (root in the namespace
-can use xfrm), and the PCRF and HSS, which a default stack gives no address, simply get no A
+The stack has Rx (the default) and IPsec (off by default) on, with the pod's address in POD_IP as
+the downward API gives it: ims_ipsec_pcscf loads and opens its protected ports there (root in
+the namespace can use xfrm), and the PCRF and HSS, which a default stack gives no address, simply get no A
 record; cdp logs that and Kamailio starts all the same. Nothing is turned off. Kamailio is the
 image's minor (6.0, from the Debian 13 root). Not reproduced: the pod's user and capabilities
 (here everything runs as root).
@@ -56,9 +57,9 @@ STAY_UP_SECONDS = 1.0
 @pytest.fixture(scope="module")
 def settings():
     """A Kubernetes stack's settings: the defaults, no fixed addresses."""
-    s = stack_settings("kubernetes")
+    s = stack_settings("kubernetes", pcscfIpsec=True, pcscfGmExposure="hostNetwork")
     assert not any(s.nf(role).address for role in CSCF_ROLES)
-    assert s.pcscf_ipsec and s.pcscf_rx, "the default stack has IPsec and Rx on"
+    assert s.pcscf_ipsec and s.pcscf_rx, "IPsec (not a default) and Rx on"
     return s
 
 
@@ -100,9 +101,11 @@ def render_config(settings, role: str, config_dir: Path) -> Path:
 
 
 @pytest.fixture
-def pod(request, settings, busybox_path, tmp_path):
+def pod(request, settings, busybox_path, tmp_path, monkeypatch):
     """One role's network namespace with its resolver and Valkey; yields (role, ns, start)."""
     role = request.param
+    # status.podIP (components/cscf.py): the pod's own address; here its loopback.
+    monkeypatch.setenv(render_kamailio.POD_IP_ENV, "127.0.0.1")
     ns = NetNamespace(f"k8s{role}{os.getpid() % 100000}", hosts={}, nameserver=ZONE_ADDRESSES["coredns"]).create()
     try:
         for address in ZONE_ADDRESSES.values():

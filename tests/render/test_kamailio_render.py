@@ -29,6 +29,7 @@ STACKS = {
         "mnc3", mcc="310", mnc="260", imsDomain="ims.example.net", epcDomain="epc.example.net"
     ),
     "ipsec-rx-off": lambda: stack_settings("plain", pcscfIpsec=False, pcscfRx=False),
+    "ipsec-host-network": lambda: stack_settings("ipsec", pcscfIpsec=True, pcscfGmExposure="hostNetwork"),
     "loopback": lambda: loopback_settings(),
     # The S-CSCF with ims_charging and the Ro peer (CGRateS).
     "charging": lambda: stack_settings(
@@ -74,6 +75,8 @@ def test_kamailio_accepts_rendered_config(stack, role, kamailio_bin, namespace_o
             capture_output=True,
             text=True,
             timeout=60,
+            # The pod's address from the downward API (IPsec binds to it).
+            env={**os.environ, render_kamailio.POD_IP_ENV: "127.0.0.1"},
         )
     finally:
         ns.destroy()
