@@ -119,6 +119,7 @@ class StorDb:
         raise AssertionError("unreachable")
 
     def start(self) -> StorDb:
+        """initdb, start, create the database and the schema; on any failure, stop() cleans up."""
         debian_root.require()
         if not debian_root.has(f"{PG_BIN}/postgres"):
             missing("PostgreSQL in the Debian 13 root (postgresql-17)", debian_root.HOW_TO_GET)
@@ -134,6 +135,7 @@ class StorDb:
                                  "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8"], user=user),
             check=True, capture_output=True,
         )
+        # The process exists before anything can fail: stop() then always finds it.
         self.process = Process(
             "postgres (StorDB)",
             debian_root.command([f"{PG_BIN}/postgres", "-D", str(data), "-k", str(self.directory),

@@ -126,12 +126,14 @@ def billing(core, valkey, netns, workdir) -> Billing:
     settings = charging_settings()
     # A clean DataDB: CGRateS' database in Valkey, as a fresh stack has it.
     valkey.server.cli("FLUSHDB", db=settings.valkey_databases["cgrates"])
-    stordb = StorDb(STORDB_ADDRESS, netns).start()
-    DAEMONS.append(Daemon("postgres (StorDB)", stordb.process.argv, stordb.process.log, stordb.process.proc))
-    engine = Cgrates(settings, workdir / "cgrates", netns, TEST_VALKEY_PASSWORD, STORDB_ADDRESS).start()
-    DAEMONS.append(Daemon("cgr-engine", engine.process.argv, engine.process.log, engine.process.proc))
+    stordb = StorDb(STORDB_ADDRESS, netns)
+    engine = Cgrates(settings, workdir / "cgrates", netns, TEST_VALKEY_PASSWORD, STORDB_ADDRESS)
     b = Billing(core, settings, engine, stordb, workdir)
     try:
+        stordb.start()
+        DAEMONS.append(Daemon("postgres (StorDB)", stordb.process.argv, stordb.process.log, stordb.process.proc))
+        engine.start()
+        DAEMONS.append(Daemon("cgr-engine", engine.process.argv, engine.process.log, engine.process.proc))
         loaded = engine.load_plan()
         assert loaded.returncode == 0, loaded.stdout + loaded.stderr
         b.start_scscf(settings)
