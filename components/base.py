@@ -34,6 +34,8 @@ class DeployContext:
     resolver: pulumi.Output[str] | None = None
     # Name of the Secret that holds the Valkey password (key "password"), for Valkey's clients.
     valkey_secret: pulumi.Output[str] | None = None
+    # The Valkey password: the configured secret, or the one the stack generated.
+    valkey_password: pulumi.Input[str] | None = None
 
 
 class NetworkFunctionComponent(pulumi.ComponentResource):
@@ -124,6 +126,39 @@ class NetworkFunctionComponent(pulumi.ComponentResource):
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(self.settings, nf))
             )
             for nf in nfs
+        ]
+
+    # --- availability (node drains, zone loss) ---------------------------------------------
+
+    def disruption_budget(self, *, max_unavailable: int) -> k8s.policy.v1.PodDisruptionBudget:
+        """How many of this NF's pods a voluntary disruption (a node drain) may take at once.
+        A pod that is not running anyway may always be evicted, so a broken pod never blocks
+        a drain."""
+        return k8s.policy.v1.PodDisruptionBudget(
+            f"{self.nf}-disruption-budget",
+            metadata=self.metadata(self.nf),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=max_unavailable,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.selector),
+                unhealthy_pod_eviction_policy="AlwaysAllow",
+            ),
+            opts=self.child_opts(),
+        )
+
+    def spread(self) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:
+        """This NF's pods on different nodes (a must) and zones (where the cluster has them)."""
+        return [
+            k8s.core.v1.TopologySpreadConstraintArgs(
+                max_skew=1,
+                topology_key=key,
+                when_unsatisfiable=when,
+                label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.selector),
+                match_label_keys=["pod-template-hash"],
+            )
+            for key, when in (
+                ("kubernetes.io/hostname", "DoNotSchedule"),
+                ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+            )
         ]
 
     def resources(self) -> k8s.core.v1.ResourceRequirementsArgs:

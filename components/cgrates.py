@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 
 from .base import NON_ROOT_UID, DeployContext, NetworkFunctionComponent, config_volume, non_root_security_context
 from .naming import labels, selector
+from .password import GeneratedPassword
 from .render import cgrates as render_cgrates
 
 STORDB = "cgrates-stordb"
@@ -40,9 +41,13 @@ class Cgrates(NetworkFunctionComponent):
         super().__init__("ims:cgrates:Cgrates", ctx, opts)
         settings = ctx.settings
         self.config = self.config_map("config", {"cgrates.json": render_cgrates.cgrates_json(settings)})
+        # The StorDB password: the configured secret, or one the stack draws and keeps.
+        stordb_password = settings.cgrates_stordb_password or GeneratedPassword(
+            "cgrates-stordb-password", opts=self.child_opts()
+        ).result
         self.secrets = self.secret(
             "auth",
-            pulumi.Output.all(settings.valkey_password, settings.cgrates_stordb_password).apply(
+            pulumi.Output.all(ctx.valkey_password, stordb_password).apply(
                 lambda pw: {"valkey-password": pw[0], "stordb-password": pw[1]}
             ),
         )

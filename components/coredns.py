@@ -84,8 +84,18 @@ class ImsDns(NetworkFunctionComponent):
                 containers=[container],
                 volumes=[config_volume("zones", self.config)],
                 enable_service_links=False,
+                # Every CSCF resolves through these pods only: a node drain or a node failure
+                # must leave one of them serving.
+                topology_spread_constraints=self.spread(),
             )
         )
+        self.disruption_budget(max_unavailable=1)
+        if settings.nf("coredns").replicas < 2:
+            pulumi.log.warn(
+                f"corednsReplicas = {settings.nf('coredns').replicas}: the IMS DNS is every CSCF's only resolver; "
+                "with one pod a node drain or failure stops name resolution for the whole core (2 or more keep one)",
+                resource=self,
+            )
         # DNS is open to anyone who can route to it (UEs through the UPF, the CSCFs); nothing else.
         self.network_policy(
             [

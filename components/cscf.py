@@ -16,14 +16,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .base import NON_ROOT_UID, DeployContext, NetworkFunctionComponent, non_root_security_context
+from .interfaces import uses
 from .render import kamailio as render_kamailio
+from .render import startup
 from .settings import CSCF_ROLES
 
 CONFIG_DIR = "/etc/kamailio"
 SEED_FILE = "seed/icscf-tables.valkey"
 CLUSTER_DOMAIN = "cluster.local"
-# Roles whose Kamailio reads or writes Valkey (the S-CSCF keeps its contacts in memory).
-VALKEY_CLIENTS = ("pcscf", "icscf")
 # Who reaches the P-CSCF's Mw socket: the core, never a UE.
 MW_PEERS = ("icscf", "scscf")
 # Diameter peers that may open connections to each role (HSS: RTR/PPR; PCRF: ASR/RAR on Rx).
@@ -52,32 +52,34 @@ class Cscf(NetworkFunctionComponent):
         if role == "icscf":
             files[SEED_FILE] = render_kamailio.icscf_seed_script(settings)
         self.config = self.config_map("config", {configmap_key(p): text for p, text in files.items()})
-        secret_files = pulumi.Output.from_input(settings.valkey_password).apply(
-            lambda password: render_kamailio.render_secrets(settings, role, password)
-        )
-        self.secrets = self.secret("secrets", secret_files)
-
+        sources = [
+            k8s.core.v1.VolumeProjectionArgs(
+                config_map=k8s.core.v1.ConfigMapProjectionArgs(
+                    name=self.config.metadata.name,
+                    items=[k8s.core.v1.KeyToPathArgs(key=configmap_key(p), path=p) for p in sorted(files)],
+                )
+            )
+        ]
+        # Only Valkey's clients get its password (components/interfaces.py says who they are).
+        self.valkey_client = uses(role, "valkey")
+        self.secrets = None
+        if self.valkey_client:
+            secret_files = pulumi.Output.from_input(ctx.valkey_password).apply(
+                lambda password: render_kamailio.render_secrets(settings, role, password)
+            )
+            self.secrets = self.secret("secrets", secret_files)
+            sources.append(
+                k8s.core.v1.VolumeProjectionArgs(
+                    secret=k8s.core.v1.SecretProjectionArgs(
+                        name=self.secrets.metadata.name,
+                        items=[
+                            k8s.core.v1.KeyToPathArgs(key=render_kamailio.SECRETS_FILE, path=render_kamailio.SECRETS_FILE)
+                        ],
+                    )
+                )
+            )
         volume = k8s.core.v1.VolumeArgs(
-            name="config",
-            projected=k8s.core.v1.ProjectedVolumeSourceArgs(
-                default_mode=0o440,
-                sources=[
-                    k8s.core.v1.VolumeProjectionArgs(
-                        config_map=k8s.core.v1.ConfigMapProjectionArgs(
-                            name=self.config.metadata.name,
-                            items=[k8s.core.v1.KeyToPathArgs(key=configmap_key(p), path=p) for p in sorted(files)],
-                        )
-                    ),
-                    k8s.core.v1.VolumeProjectionArgs(
-                        secret=k8s.core.v1.SecretProjectionArgs(
-                            name=self.secrets.metadata.name,
-                            items=[
-                                k8s.core.v1.KeyToPathArgs(key=render_kamailio.SECRETS_FILE, path=render_kamailio.SECRETS_FILE)
-                            ],
-                        )
-                    ),
-                ],
-            ),
+            name="config", projected=k8s.core.v1.ProjectedVolumeSourceArgs(default_mode=0o440, sources=sources)
         )
 
         container_ports = [
@@ -112,13 +114,11 @@ class Cscf(NetworkFunctionComponent):
                 k8s.core.v1.VolumeMountArgs(name="run", mount_path="/run/kamailio"),
             ],
             # Ready means the SIP stack answers: an OPTIONS to itself gets a 200.
-            readiness_probe=k8s.core.v1.ProbeArgs(
-                exec_=k8s.core.v1.ExecActionArgs(
-                    command=["/usr/local/bin/sip-options-probe", "127.0.0.1", str(render_kamailio.SIP_PORT)]
-                ),
-                period_seconds=10,
-                timeout_seconds=3,
-            ),
+            readiness_probe=self.sip_probe(period=10, failures=3),
+            # Alive means it still answers within a minute: a wedged Kamailio (every worker stuck)
+            # is restarted, while a busy one that answers late is only taken out of the Service.
+            liveness_probe=self.sip_probe(period=10, failures=6),
+            termination_message_policy="FallbackToLogsOnError",
         )
         self.workload = self.deployment_for(container, volume)
 
@@ -145,9 +145,29 @@ class Cscf(NetworkFunctionComponent):
             }
         )
 
+    @staticmethod
+    def sip_probe(*, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
+        return k8s.core.v1.ProbeArgs(
+            exec_=k8s.core.v1.ExecActionArgs(
+                command=["/usr/local/bin/sip-options-probe", "127.0.0.1", str(render_kamailio.SIP_PORT)]
+            ),
+            period_seconds=period,
+            timeout_seconds=3,
+            failure_threshold=failures,
+        )
+
+    def init_containers(self) -> list[k8s.core.v1.ContainerArgs]:
+        """The IMS DNS first (every role resolves names at start), then Valkey for its clients."""
+        waits = []
+        if self.ctx.resolver is not None:
+            waits.append(self.dns_init_container())
+        if self.valkey_client:
+            waits.append(self.valkey_init_container())
+        return waits
+
     def deployment_for(self, container: k8s.core.v1.ContainerArgs, config: k8s.core.v1.VolumeArgs):
         pod = k8s.core.v1.PodSpecArgs(
-            init_containers=[self.valkey_init_container()] if self.nf in VALKEY_CLIENTS else None,
+            init_containers=self.init_containers() or None,
             containers=[container],
             volumes=[config, k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())],
             enable_service_links=False,
@@ -224,6 +244,22 @@ class Cscf(NetworkFunctionComponent):
             ),
         }
 
+    def dns_init_container(self) -> k8s.core.v1.ContainerArgs:
+        """Waits until the IMS DNS serves this role's own name: Kamailio resolves the IMS/EPC
+        names when it starts and stops if one is unknown (a crash loop while CoreDNS starts)."""
+        fqdn = self.settings.nf(self.nf).fqdn
+        script = pulumi.Output.from_input(self.ctx.resolver).apply(lambda server: startup.wait_for_dns(fqdn, server))
+        return k8s.core.v1.ContainerArgs(
+            name="wait-for-ims-dns",
+            image=self.ctx.images.reference("kamailio"),
+            command=["sh", "-c", script],
+            security_context=non_root_security_context(),
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
+            ),
+            termination_message_policy="FallbackToLogsOnError",
+        )
+
     def valkey_init_container(self) -> k8s.core.v1.ContainerArgs:
         """Waits for Valkey before Kamailio starts (ims_usrloc_pcscf and ims_icscf give up at
         start-up when their database is unreachable: no start-order race, no crash loop); for
@@ -231,10 +267,15 @@ class Cscf(NetworkFunctionComponent):
         settings = self.settings
         valkey = settings.nf("valkey")
         host = valkey.address or valkey.fqdn
-        script = f'until valkey-cli -h {host} ping | grep -qx PONG; do echo "waiting for Valkey at {host}"; sleep 2; done'
-        if self.nf == "icscf":
-            db = settings.valkey_databases["icscf"]
-            script += f"; valkey-cli -h {host} -n {db} < {CONFIG_DIR}/{SEED_FILE}"
+        secret = pulumi.Output.from_input(self.ctx.valkey_secret or "the Valkey password Secret")
+
+        def script(secret_name: str) -> str:
+            text = startup.wait_for_valkey(host, render_kamailio.VALKEY_PORT, secret_name)
+            if self.nf == "icscf":
+                db = settings.valkey_databases["icscf"]
+                text += f"\nvalkey-cli --no-auth-warning -h {host} -n {db} < {CONFIG_DIR}/{SEED_FILE}"
+            return text
+
         env = []
         if self.ctx.valkey_secret is not None:
             env.append(
@@ -248,13 +289,14 @@ class Cscf(NetworkFunctionComponent):
         return k8s.core.v1.ContainerArgs(
             name="wait-for-valkey" if self.nf != "icscf" else "seed-icscf-tables",
             image=settings.images.valkey,
-            command=["sh", "-c", script],
+            command=["sh", "-ec", secret.apply(script)],
             env=env,
             security_context=non_root_security_context(),
             resources=k8s.core.v1.ResourceRequirementsArgs(
                 requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
             ),
             volume_mounts=[k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True)],
+            termination_message_policy="FallbackToLogsOnError",
         )
 
     def ingress_rules(self, ports: list[k8s.core.v1.ContainerPortArgs]):

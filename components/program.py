@@ -13,6 +13,8 @@ from .coredns import ImsDns
 from .cscf import Cscf
 from .images import ImagePipeline, rtpengine_image
 from .naming import PART_OF
+from .password import GeneratedPassword
+from .pod_security import namespace_annotations, namespace_labels
 from .rtpengine import Rtpengine
 from .settings import CSCF_ROLES, Settings
 from .valkey import Valkey
@@ -39,13 +41,22 @@ def build(settings: Settings) -> Stack:
         "namespace",
         metadata=k8s.meta.v1.ObjectMetaArgs(
             name=settings.namespace,
-            labels={"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": "pulumi"},
+            labels={
+                "app.kubernetes.io/part-of": PART_OF,
+                "app.kubernetes.io/managed-by": "pulumi",
+                **namespace_labels(settings),
+            },
+            annotations=namespace_annotations(settings),
         ),
         opts=pulumi.ResourceOptions(provider=provider),
     )
     wanted = ["kamailio", rtpengine_image(settings)] + (["cgrates"] if settings.charging.enabled else [])
     images = ImagePipeline("images", settings, wanted)
-    ctx = DeployContext(settings=settings, provider=provider, namespace=namespace.metadata.name, images=images)
+    # No password in the stack config: the stack draws one and keeps it, secret, in its state.
+    password = settings.valkey_password or GeneratedPassword("valkey-password").result
+    ctx = DeployContext(
+        settings=settings, provider=provider, namespace=namespace.metadata.name, images=images, valkey_password=password
+    )
 
     # The IMS DNS Service comes first: the CSCF pods use its address as their resolver, and
     # its zones then follow the addresses the other Services get.

@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "Pulumi.yaml"
 
 # Network functions this stack deploys, and the peers it only talks to (open5gs, wave 2).
-DEPLOYED_NFS = ("pcscf", "icscf", "scscf", "valkey", "coredns", "rtpengine", "cgrates")
+DEPLOYED_NFS = ("pcscf", "icscf", "scscf", "valkey", "coredns", "rtpengine")
+# Deployed only when their setting says so: CGRateS with `charging.enabled`.
+OPTIONAL_NFS = ("cgrates",)
 # One instance each: Valkey holds the data; CGRateS holds live Ro sessions in memory, so a
 # second replica would receive CCR-Updates for sessions it never saw.
 SINGLETON_NFS = frozenset({"valkey", "cgrates"})
@@ -50,8 +52,12 @@ RTPENGINE_TRANSCODING_CODECS = ("AMR", "AMR-WB", "PCMA", "PCMU", "G722", "G729",
 PLATFORMS = ("linux/amd64", "linux/arm64")
 MAX_REPLICAS = 20
 MIN_PASSWORD_LENGTH = 16
-# Valkey logical databases, one per client, so no two clients' keys can collide.
-VALKEY_DATABASES = MappingProxyType({"pcscf": 0, "icscf": 1, "scscf": 2, "cgrates": 3})
+# Keys that must be set with `pulumi config set --secret` when set at all. Pulumi.yaml cannot mark
+# them `secret: true`: a secret key may have no default, so the CLI would require it.
+SECRET_KEYS = ("valkeyPassword", "cgratesStorDbPassword")
+# Valkey logical databases, one per client (components/interfaces.py says who the clients are),
+# so no two clients' keys can collide. 2 was the S-CSCF's, which never used it: not reused.
+VALKEY_DATABASES = MappingProxyType({"pcscf": 0, "icscf": 1, "cgrates": 3})
 
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _CPU = re.compile(r"^([1-9][0-9]*m|[0-9]+(\.[0-9]+)?)$")
@@ -99,7 +105,7 @@ class Images:
     registry: str
     tag: str
     push: bool
-    platform: str
+    platform: str | None  # None: the building Docker engine's own (a local kind cluster runs there)
     valkey: str
     coredns: str
 
@@ -157,6 +163,7 @@ class Settings:
     charging: Charging = field(default_factory=Charging)
     cgrates: CgratesDeployment | None = None
     # A plain str in tests, a secret pulumi.Output under the engine; never rendered into a ConfigMap.
+    # None: not set, the stack generates one (components/password.py) and keeps it in its state.
     valkey_password: Any = field(default=None, repr=False, compare=False)
     # The CGRateS StorDB (PostgreSQL) password; required only with charging on.
     cgrates_stordb_password: Any = field(default=None, repr=False, compare=False)
@@ -287,7 +294,7 @@ def _zone_clashes(ims_domain: str, epc_domain: str, errors: list[str]) -> None:
     """One domain nested in the other must not be a name the outer zone publishes (it would hide it)."""
     zones = {"imsDomain": ims_domain, "epcDomain": epc_domain}
     for outer_key, outer in zones.items():
-        labels = ["ns"] + [nf for nf in DEPLOYED_NFS + EXTERNAL_PEERS if (nf in EPC_NFS) == (outer_key == "epcDomain")]
+        labels = ["ns"] + [nf for nf in DEPLOYED_NFS + OPTIONAL_NFS + EXTERNAL_PEERS if (nf in EPC_NFS) == (outer_key == "epcDomain")]
         for inner_key, inner in zones.items():
             hidden = [label for label in labels if inner == f"{label}.{outer}"]
             if inner_key != outer_key and hidden:
@@ -384,12 +391,13 @@ def from_mapping(
     stack: str,
     schema: Mapping[str, Mapping[str, Any]] | None = None,
     secret: Any = None,
-    plaintext_secrets: tuple[str, ...] = (),
+    plain_text: tuple[str, ...] = (),
 ) -> Settings:
     """Pure: raw stack config (keys with or without the `ims-core:` prefix) -> Settings.
 
     `secret`, if given, wraps the Valkey password after validation (pulumi.Output.secret under
-    the engine); tests keep the plain string.
+    the engine); tests keep the plain string. `plain_text`: keys the stack config holds in clear
+    text (set without --secret).
     """
     schema = load_schema() if schema is None else schema
     errors: list[str] = []
@@ -429,7 +437,12 @@ def from_mapping(
         f"imageTag = {tag!r}: must be 1-128 of A-Z a-z 0-9 _ . - (not starting with . or -)",
     )
     _check(tag != "latest", errors, "imageTag = 'latest': pin a version so a rebuild is a visible change")
-    _check(platform in PLATFORMS, errors, f"imagePlatform = {platform!r}: must be one of {', '.join(PLATFORMS)}")
+    _check(
+        platform in PLATFORMS or platform == "",
+        errors,
+        f"imagePlatform = {platform!r}: must be one of {', '.join(PLATFORMS)}, or empty for the platform of the "
+        "Docker engine that builds",
+    )
     _check(
         not (v["imagePush"] and not v["imageBuild"]),
         errors,
@@ -458,10 +471,14 @@ def from_mapping(
         bool(_MEMORY.match(storage)), errors, f"valkeyStorage = {storage!r}: must be a Kubernetes quantity such as 1Gi"
     )
 
-    password = v["valkeyPassword"]
-    if password is None or password == "":
+    password = v["valkeyPassword"] or None
+    if password is None:
+        pass  # the stack generates one
+    elif "valkeyPassword" in plain_text:
         errors.append(
-            "valkeyPassword: required; set it with: pulumi config set --secret valkeyPassword <16+ characters>"
+            "valkeyPassword = <not shown>: set in plain text in the stack config file; remove it "
+            "(pulumi config rm valkeyPassword) to let the stack generate one, or set it with "
+            "pulumi config set --secret valkeyPassword <16+ characters>"
         )
     elif len(password) < MIN_PASSWORD_LENGTH:
         errors.append(
@@ -474,7 +491,7 @@ def from_mapping(
 
     nfs: dict[str, NetworkFunction] = {}
     seen_addresses: dict[str, str] = {}
-    for name in DEPLOYED_NFS + EXTERNAL_PEERS:
+    for name in DEPLOYED_NFS + OPTIONAL_NFS + EXTERNAL_PEERS:
         domain = epc_domain if name in EPC_NFS else ims_domain
         address = _address(f"{name}Address", v[f"{name}Address"] or "", errors)
         if address is not None:
@@ -484,7 +501,7 @@ def from_mapping(
                 )
             seen_addresses[address] = name
         replicas, resources = 0, None
-        if name in DEPLOYED_NFS:
+        if name in DEPLOYED_NFS + OPTIONAL_NFS:
             replicas = 1 if name in SINGLETON_NFS else _replicas(f"{name}Replicas", v[f"{name}Replicas"], errors)
             cpu, memory = v[f"{name}Cpu"] or "", v[f"{name}Memory"] or ""
             _check(bool(_CPU.match(cpu)), errors, f"{name}Cpu = {cpu!r}: must be a CPU quantity such as 250m or 1")
@@ -499,13 +516,17 @@ def from_mapping(
         )
 
     charging, cgrates = _charging(v, errors)
-    stordb_password = v.get("cgratesStorDbPassword") or ""
-    for key in plaintext_secrets:
-        errors.append(f"{key}: stored in plain text; set it again with: pulumi config set --secret {key} <value>")
-    if charging.enabled and len(stordb_password) < MIN_PASSWORD_LENGTH:
+    stordb_password = v.get("cgratesStorDbPassword") or None
+    if "cgratesStorDbPassword" in plain_text:
         errors.append(
-            "cgratesStorDbPassword: required with charging.enabled, at least "
-            f"{MIN_PASSWORD_LENGTH} characters; set it with: pulumi config set --secret cgratesStorDbPassword <value>"
+            "cgratesStorDbPassword = <not shown>: set in plain text in the stack config file; remove it "
+            "(pulumi config rm cgratesStorDbPassword) to let the stack generate one, or set it with "
+            "pulumi config set --secret cgratesStorDbPassword <16+ characters>"
+        )
+    elif stordb_password is not None and len(stordb_password) < MIN_PASSWORD_LENGTH:
+        errors.append(
+            f"cgratesStorDbPassword = <secret of {len(stordb_password)} characters>: must be at least "
+            f"{MIN_PASSWORD_LENGTH} characters (or leave it empty: the stack generates one)"
         )
 
     if errors:
@@ -525,7 +546,7 @@ def from_mapping(
             registry=registry,
             tag=tag,
             push=v["imagePush"],
-            platform=platform,
+            platform=platform or None,
             valkey=v["valkeyImage"],
             coredns=v["corednsImage"],
         ),
@@ -536,10 +557,10 @@ def from_mapping(
         valkey_storage=storage,
         nfs=MappingProxyType(nfs),
         media=media,
-        valkey_password=secret(password) if secret else password,
+        valkey_password=secret(password) if secret and password else password,
         charging=charging,
         cgrates=cgrates,
-        cgrates_stordb_password=secret(stordb_password) if secret else stordb_password,
+        cgrates_stordb_password=secret(stordb_password) if secret and stordb_password else stordb_password,
     )
 
 
@@ -570,9 +591,7 @@ def from_pulumi_config() -> Settings:
     from pulumi.runtime import config as runtime_config
 
     values = dict(runtime_config.CONFIG.get())
-    # Secrets the schema cannot mark secret (they have an empty default) must still be set with --secret.
-    plaintext = tuple(
-        key for key in ("cgratesStorDbPassword",)
-        if values.get(f"{PROJECT}:{key}") and not runtime_config.is_config_secret(f"{PROJECT}:{key}")
+    plain = tuple(
+        key for key in SECRET_KEYS if f"{PROJECT}:{key}" in values and not runtime_config.is_config_secret(f"{PROJECT}:{key}")
     )
-    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret, plaintext_secrets=plaintext)
+    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret, plain_text=plain)

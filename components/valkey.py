@@ -1,9 +1,14 @@
 """Valkey, the IMS database: a StatefulSet with a volume, AOF persistence and a password.
 
-The password comes from the `valkeyPassword` Pulumi secret and reaches the pod only through a
-Kubernetes Secret (the `requirepass` include and the probe's environment); valkey.conf in the
-ConfigMap names the include file, never the password. The PersistentVolumeClaim outlives the
-pod (and, by the StatefulSet default, the StatefulSet), so the AOF replays on every restart.
+The password (the `valkeyPassword` secret, or the one the stack generated) reaches the pod only
+through a Kubernetes Secret (the `requirepass` include and the probe's environment); valkey.conf
+in the ConfigMap names the include file, never the password.
+
+The data claim is a resource of its own, not a volumeClaimTemplate: a template cannot change
+(a new `valkeyStorage` replaced the StatefulSet and left the old claim at its old size), while
+a claim's size can grow in place. It keeps the name the template gave it (`data-valkey-0`), so
+a stack deployed with the template adopts its claim and its data. The AOF on it replays on every
+restart. A smaller `valkeyStorage` fails the preview (components/volume_size.py).
 """
 
 from __future__ import annotations
@@ -12,11 +17,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .base import DeployContext, NetworkFunctionComponent, config_volume, non_root_security_context, secret_volume
+from .interfaces import valkey_clients
 from .render import valkey as render_valkey
 from .settings import DEPLOYED_NFS
+from .volume_size import GrowOnlySize
 
 # The upstream image's valkey user.
 VALKEY_UID = 999
+# The claim a volumeClaimTemplate "data" gave pod valkey-0: existing stacks keep their data.
+DATA_CLAIM = "data-valkey-0"
 
 
 class Valkey(NetworkFunctionComponent):
@@ -28,9 +37,10 @@ class Valkey(NetworkFunctionComponent):
         settings = ctx.settings
         self.config = self.config_map("config", render_valkey.render(settings, secret_dir=render_valkey.SECRET_DIR))
         self.secrets = self.secret(
-            "auth", pulumi.Output.from_input(settings.valkey_password).apply(render_valkey.render_secrets)
+            "auth", pulumi.Output.from_input(ctx.valkey_password).apply(render_valkey.render_secrets)
         )
         port = render_valkey.VALKEY_PORT
+        self.claim = self.data_claim()
         container = k8s.core.v1.ContainerArgs(
             name="valkey",
             image=settings.images.valkey,
@@ -80,32 +90,35 @@ class Valkey(NetworkFunctionComponent):
                     spec=k8s.core.v1.PodSpecArgs(
                         containers=[container],
                         security_context=k8s.core.v1.PodSecurityContextArgs(fs_group=VALKEY_UID),
-                        volumes=[config_volume("config", self.config), secret_volume("auth", self.secrets)],
+                        volumes=[
+                            config_volume("config", self.config),
+                            secret_volume("auth", self.secrets),
+                            k8s.core.v1.VolumeArgs(
+                                name="data",
+                                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
+                                    claim_name=self.claim.metadata.name
+                                ),
+                            ),
+                        ],
                         enable_service_links=False,
                     ),
                 ),
-                volume_claim_templates=[
-                    k8s.core.v1.PersistentVolumeClaimArgs(
-                        metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=self.labels),
-                        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                            access_modes=["ReadWriteOnce"],
-                            resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                                requests={"storage": settings.valkey_storage}
-                            ),
-                        ),
-                    )
-                ],
             ),
             opts=self.child_opts(),
         )
+        # One instance, its data on one ReadWriteOnce volume: evicting it stops every registration
+        # write until it runs again elsewhere. maxUnavailable 0 makes a drain wait for whoever runs
+        # the core to move it (kubectl delete pod valkey-0) at a time they choose (the Kubernetes
+        # docs' answer for a single-instance stateful application). A pod that is not running
+        # anyway never blocks a drain.
+        self.disruption_budget(max_unavailable=0)
         self.svc = self.service(
             [k8s.core.v1.ServicePortArgs(name="valkey", port=port, protocol="TCP")],
             cluster_ip=settings.nf("valkey").address,
         )
-        # Only its clients (settings allocate each a database): the CSCFs, and CGRateS when charging is on.
+        # Only its clients (components/interfaces.py) that this stack deploys.
         self.clients = [
-            c for c in sorted(settings.valkey_databases)
-            if c in DEPLOYED_NFS and (c != "cgrates" or settings.charging.enabled)
+            c for c in valkey_clients() if c in DEPLOYED_NFS or (c == "cgrates" and settings.charging.enabled)
         ]
         self.policy = self.network_policy(
             [
@@ -116,4 +129,26 @@ class Valkey(NetworkFunctionComponent):
             ]
         )
         self.address = self.svc.spec.cluster_ip
-        self.register_outputs({"address": self.address, "statefulSet": self.statefulset.metadata.name})
+        self.register_outputs(
+            {"address": self.address, "statefulSet": self.statefulset.metadata.name, "claim": self.claim.metadata.name}
+        )
+
+    def data_claim(self) -> k8s.core.v1.PersistentVolumeClaim:
+        """The AOF's volume; a larger `valkeyStorage` expands it in place (where the StorageClass
+        allows expansion; otherwise the API server refuses the update and says so)."""
+        size = self.settings.valkey_storage
+        guard = GrowOnlySize(
+            "valkey-storage-size", key="valkeyStorage", size=size, what="Valkey volume claim", opts=self.child_opts()
+        )
+        return k8s.core.v1.PersistentVolumeClaim(
+            "valkey-data",
+            # A claim of a WaitForFirstConsumer class (kind's default) binds only once the pod is
+            # scheduled, after this resource: do not wait for Bound here; the StatefulSet's
+            # readiness says the volume is mounted.
+            metadata=self.metadata(DATA_CLAIM, annotations={"pulumi.com/skipAwait": "true"}),
+            spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                access_modes=["ReadWriteOnce"],
+                resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
+            ),
+            opts=self.child_opts(depends_on=[guard]),
+        )

@@ -104,6 +104,15 @@ build_language_python() {
   install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
 }
 
+# The plugin that runs a program's own Python resource providers (pulumi.dynamic: the generated
+# Valkey password, the storage-size guard). A shell script the official CLI ships beside its
+# binary; here it comes from the SDK matching the PyPI pin. No build: a copy (well under 1 s).
+build_python_dynamic_provider() {
+  local dir; dir=$(fresh_module pulumi-resource-pulumi-python)
+  local sdk; sdk=$(cd "$dir" && module_dir "github.com/pulumi/pulumi/sdk/v3@$PULUMI_PYTHON_EXEC_SDK_VERSION")
+  install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$BIN/pulumi-resource-pulumi-python"
+}
+
 build_kubernetes_provider() {
   local dir; dir=$(fresh_module pulumi-resource-kubernetes)
   local mod=github.com/pulumi/pulumi-kubernetes/provider/v4
@@ -228,7 +237,7 @@ build_cgrates() {
     chmod -R u+w "$CACHE/share/cgrates" )
 }
 
-all_tools=(pulumi language-python kubernetes-provider kube-control-plane etcd kwok coredns actionlint cgrates)
+all_tools=(pulumi language-python python-dynamic-provider kubernetes-provider kube-control-plane etcd kwok coredns actionlint cgrates)
 tools=("$@")
 [ ${#tools[@]} -gt 0 ] || tools=("${all_tools[@]}")
 for t in "${tools[@]}"; do
@@ -237,6 +246,9 @@ for t in "${tools[@]}"; do
     language-python)
       run_build language-python "$PULUMI_LANGUAGE_PYTHON_SDK_VERSION+exec-$PULUMI_PYTHON_EXEC_SDK_VERSION" \
         build_language_python pulumi-language-python pulumi-language-python-exec ;;
+    python-dynamic-provider)
+      run_build python-dynamic-provider "$PULUMI_PYTHON_EXEC_SDK_VERSION" \
+        build_python_dynamic_provider pulumi-resource-pulumi-python ;;
     kubernetes-provider)
       run_build kubernetes-provider "$K8S_PROVIDER_PSEUDO+sdk-$K8S_PROVIDER_SDK_VERSION+$K8S_PROVIDER_VERSION" \
         build_kubernetes_provider pulumi-resource-kubernetes ;;

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+from ..interfaces import VALKEY_PORT, uses
 from ..settings import CSCF_ROLES, ROOT, Settings
 from . import rtpengine as render_rtpengine
 
@@ -35,7 +36,6 @@ IPSEC_PORT_PAIRS = 4
 # The pod's own address (downward API, status.podIP): the SAs and the protected sockets are
 # bound to it, since an SA for 0.0.0.0 matches no packet.
 POD_IP_ENV = "POD_IP"
-VALKEY_PORT = 6379
 
 CONFIG_DIR = "/etc/kamailio"
 SHIPPED = ROOT / "config" / "kamailio"
@@ -229,8 +229,11 @@ def valkey_url(settings: Settings, role: str, valkey_password: str) -> str:
 
 
 def render_secrets(settings: Settings, role: str, valkey_password: str) -> dict[str, str]:
-    """Files with secrets (the Valkey URL with its password), projected beside kamailio.cfg."""
+    """Files with secrets (the Valkey URL with its password), projected beside kamailio.cfg;
+    none for a role that is no Valkey client (least privilege: it never sees the password)."""
     _check_role(role)
+    if not uses(role, "valkey"):
+        return {}
     return {SECRETS_FILE: f'#!define VALKEY_URL "{valkey_url(settings, role, valkey_password)}"\n'}
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
+from ..interfaces import VALKEY_PORT
 from ..settings import Settings
 
-VALKEY_PORT = 6379
 SECRET_DIR = "/etc/valkey/secret"
 AUTH_FILE = "auth.conf"
 PASSWORD_FILE = "password"

@@ -1,4 +1,4 @@
-"""Engine tier fixtures: a loopback control plane with kwok nodes and a Pulumi workspace.
+"""Engine tier fixtures: a loopback control plane with kwok nodes (kwokctl) and a Pulumi workspace.
 
 The real Pulumi CLI runs our real program (a copy of the project tree, same .venv) with a
 file backend and a passphrase; images are prebuilt references (imageBuild false) because
@@ -26,12 +26,18 @@ ENGINE_TOOLS = (
     "pulumi-language-python",
     "pulumi-language-python-exec",
     "pulumi-resource-kubernetes",
+    "pulumi-resource-pulumi-python",
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kwok",
+    "kwokctl",
 )
+# What a real cluster's storage offers: a default StorageClass whose claims may grow, and
+# volumes of it for the claims the tests make, Valkey's and (charging on) the CGRateS StorDB's
+# (no provisioner runs here, so the volumes are made up front).
+STORAGE_CLASS = "engine-expandable"
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "config", "dockerfiles")
 PASSPHRASE = "engine-tier-passphrase"
 
@@ -88,33 +94,47 @@ def engine_cluster(tmp_path_factory):
     _tools_present()
     workdir = tmp_path_factory.mktemp("cluster")
     cluster = local_cluster.start_cluster(TOOLS_DIR / "bin", workdir)
-    record(f"engine: local control plane ready in {cluster.started_in:.1f}s")
-    # What a real cluster's storage provisioner would offer: a volume for Valkey's claim and
-    # one for the CGRateS StorDB's (a stack with charging on).
-    context = local_cluster.api_client(workdir / "pki")
-    for n in range(2):
-        status, text = local_cluster.api_request(
-            cluster.server,
-            context,
-            "POST",
-            "/api/v1/persistentvolumes",
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": f"engine-tier-pv-{n}"},
-                "spec": {
-                    "capacity": {"storage": "10Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "hostPath": {"path": str(workdir / f"pv-{n}")},
-                    "persistentVolumeReclaimPolicy": "Delete",
-                },
-            },
-        )
-        assert status in (200, 201), text
     try:
+        record(f"engine: local control plane (kwokctl --runtime binary) ready in {cluster.started_in:.1f}s")
+        context = local_cluster.api_client(cluster.workdir / "pki")
+        for path, body in storage(workdir):
+            status, text = local_cluster.api_request(cluster.server, context, "POST", path, body)
+            assert status in (200, 201), text
         yield cluster
     finally:
         cluster.stop()
+
+
+def storage(workdir: Path) -> list[tuple[str, dict]]:
+    storage_class = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "kubernetes.io/no-provisioner",
+        "allowVolumeExpansion": True,
+        "volumeBindingMode": "Immediate",
+    }
+    volumes = [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"engine-tier-pv-{i}"},
+            "spec": {
+                "capacity": {"storage": "10Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": STORAGE_CLASS,
+                "hostPath": {"path": str(workdir / f"pv-{i}")},
+                "persistentVolumeReclaimPolicy": "Retain",
+            },
+        }
+        for i in range(3)
+    ]
+    return [("/apis/storage.k8s.io/v1/storageclasses", storage_class)] + [
+        ("/api/v1/persistentvolumes", volume) for volume in volumes
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +182,6 @@ def workspace(engine_cluster, tmp_path_factory) -> Workspace:
     }
     for key, value in config.items():
         ws.pulumi("config", "set", key, value)
-    ws.pulumi("config", "set", "--secret", "valkeyPassword", "engine-tier-valkey-password")
+    # No valkeyPassword: the stack generates one, as the dev stack does.
     yield ws
     record("engine: pulumi wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in ws.timings.items()))

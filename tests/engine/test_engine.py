@@ -69,6 +69,80 @@ def test_second_preview_reports_no_changes(workspace):
     workspace.timed("no-change preview", "preview", "--expect-no-changes")
 
 
+def test_the_namespace_admits_what_baseline_would_refuse(workspace):
+    """Pod Security Admission runs in this apiserver: our namespace's label admits rtpengine
+    (host network) and the IPsec P-CSCF (NET_ADMIN), which a baseline namespace refuses."""
+    status, ns = workspace.api("GET", f"/api/v1/namespaces/{NS}")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert "rtpengine: hostNetwork" in ns["metadata"]["annotations"]["ims-core.io/pod-security-reason"]
+    scratch = f"{NS}-baseline"
+    workspace.api(
+        "POST",
+        "/api/v1/namespaces",
+        {"metadata": {"name": scratch, "labels": {"pod-security.kubernetes.io/enforce": "baseline"}}},
+    )
+    try:
+        verdicts = {}
+        for name in ("rtpengine", "pcscf", "icscf"):
+            _, deployment = workspace.api("GET", f"/apis/apps/v1/namespaces/{NS}/deployments/{name}")
+            pod = {"metadata": {"name": f"psa-{name}"}, "spec": deployment["spec"]["template"]["spec"]}
+            here, _ = workspace.api("POST", f"/api/v1/namespaces/{NS}/pods?dryRun=All", pod)
+            there, body = workspace.api("POST", f"/api/v1/namespaces/{scratch}/pods?dryRun=All", pod)
+            verdicts[name] = (here, there, body.get("message", ""))
+        assert all(v[0] == 201 for v in verdicts.values()), verdicts
+        assert verdicts["rtpengine"][1] == 403 and "hostNetwork" in verdicts["rtpengine"][2], verdicts
+        assert verdicts["pcscf"][1] == 403 and "NET_ADMIN" in verdicts["pcscf"][2], verdicts
+        assert verdicts["icscf"][1] == 201, verdicts
+    finally:
+        workspace.api("DELETE", f"/api/v1/namespaces/{scratch}")
+
+
+def test_a_drain_keeps_one_ims_dns_pod_and_stops_at_valkey(workspace):
+    """The disruption controller's verdicts, and the eviction a `kubectl drain` would send."""
+    budgets = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        budgets = {
+            name: workspace.api("GET", f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{name}")[1].get("status", {})
+            for name in ("coredns", "valkey")
+        }
+        if budgets["coredns"].get("currentHealthy") == 2 and budgets["valkey"].get("currentHealthy") == 1:
+            break
+        time.sleep(1)
+    assert budgets["coredns"]["disruptionsAllowed"] == 1 and budgets["valkey"]["disruptionsAllowed"] == 0, budgets
+    status, body = workspace.api(
+        "POST",
+        f"/api/v1/namespaces/{NS}/pods/valkey-0/eviction",
+        {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "valkey-0", "namespace": NS}},
+    )
+    assert status == 429 and "disruption budget" in body.get("message", ""), (status, body)
+    # The scheduler spread the IMS DNS pods over both nodes.
+    _, pods = workspace.api("GET", f"/api/v1/namespaces/{NS}/pods?labelSelector=app.kubernetes.io%2Fname%3Dcoredns")
+    nodes = [p["spec"].get("nodeName") for p in pods["items"]]
+    assert len(nodes) == 2 and len(set(nodes)) == 2, nodes
+
+
+def test_valkey_storage_grows_in_place_and_a_shrink_is_refused_at_preview(workspace):
+    workspace.pulumi("config", "set", "valkeyStorage", "2Gi")
+    diff = changed(workspace.preview_steps())
+    assert diff == {"valkey-data": {"update"}, "valkey-storage-size": {"update"}}, diff
+    workspace.pulumi("up", "--yes", "--skip-preview")
+    status, claim = workspace.api("GET", f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-valkey-0")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi", claim["spec"]
+    workspace.pulumi("config", "set", "valkeyStorage", "1Gi")
+    try:
+        for command in (("preview",), ("up", "--yes", "--skip-preview")):
+            result = workspace.pulumi(*command, check=False)
+            output = result.stdout + result.stderr
+            assert result.returncode != 0, command
+            assert "valkeyStorage = '1Gi': smaller than the 2Gi the Valkey volume claim already has" in output, output
+    finally:
+        workspace.pulumi("config", "set", "valkeyStorage", "2Gi")
+    status, claim = workspace.api("GET", f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-valkey-0")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    workspace.pulumi("preview", "--expect-no-changes")
+
+
 def test_replica_change_previews_only_the_pcscf_deployment(workspace):
     workspace.pulumi("config", "set", "pcscfReplicas", "2")
     assert changed(workspace.preview_steps()) == {"pcscf-deployment": {"update"}}
@@ -151,6 +225,18 @@ def test_tariff_change_previews_only_the_plan_and_the_loader_job(workspace):
     for name in diff:
         assert diff[name] & {"replace", "create-replacement"}, f"{name}: {diff[name]}"
     workspace.pulumi("up", "--yes", "--skip-preview")
+
+
+def test_a_valkey_password_in_plain_text_is_refused(workspace):
+    workspace.pulumi("config", "set", "valkeyPassword", "plain-text-password-12345")
+    try:
+        result = workspace.pulumi("preview", check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert "valkeyPassword = <not shown>: set in plain text in the stack config file" in output, output
+        assert "plain-text-password-12345" not in output
+    finally:
+        workspace.pulumi("config", "rm", "valkeyPassword")
     workspace.pulumi("preview", "--expect-no-changes")
 
 

@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 import pulumi
 import pytest
 
+from components.settings import SECRET_KEYS
 from tests.tooling import ROOT
 
-# Keys every test stack sets (valkeyPassword has no default by design).
+# Keys every test stack sets, unless a test asks for base=False (then the stack generates the
+# Valkey password, as the dev stack does).
 BASE_CONFIG = {"valkeyPassword": "unit-test-password-0123"}
+# What the mocks hand back as the generated Valkey password (the real one is drawn at create).
+GENERATED_PASSWORD = "mock-generated-password-0123456789"
 
 
 def _stable_hash(value) -> str:
@@ -43,6 +47,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 digest = int(_stable_hash(args.name), 16)
                 spec["clusterIP"] = f"10.96.{digest % 200}.{digest // 200 % 250 + 1}"
             outputs["spec"] = spec
+        if args.typ == "pulumi-python:dynamic:Resource" and "length" in args.inputs:
+            outputs["result"] = GENERATED_PASSWORD
         if args.typ == "docker:index/image:Image":
             outputs["repoDigest"] = f"{args.inputs['imageName'].rsplit(':', 1)[0]}@sha256:{'ab' * 32}"
         return [f"{args.name}_id", outputs]
@@ -73,16 +79,18 @@ class Run:
 
 
 def run_program(
-    config: dict | None = None, *, stack: str = "dev", base: bool = True, secret_keys: tuple[str, ...] = ()
+    config: dict | None = None, *, stack: str = "dev", base: bool = True, plain_text: tuple[str, ...] = ()
 ) -> Run:
-    """Run __main__.py under mocks with the given stack config (keys without the project prefix);
-    `secret_keys` are the keys the CLI would report as set with --secret."""
+    """Run __main__.py under mocks with the given stack config (keys without the project prefix).
+
+    Keys settings want secret are given as `pulumi config set --secret` would, unless named in
+    `plain_text` (set without --secret)."""
     values = {**(BASE_CONFIG if base else {}), **(config or {})}
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="ims-core", stack=stack, preview=False)
     pulumi.runtime.set_all_config(
         {f"ims-core:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()},
-        [f"ims-core:{k}" for k in secret_keys],
+        [f"ims-core:{k}" for k in SECRET_KEYS if k in values and k not in plain_text],
     )
     exported: dict = {}
     original_export = pulumi.export
@@ -112,7 +120,7 @@ def dev_run() -> Run:
 
     dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
     config = {k.split(":", 1)[1]: v for k, v in dev.items()}
-    run = run_program(config)
+    run = run_program(config, base=False)
     assert run.error is None, run.error
     return run
 

@@ -68,9 +68,15 @@ def test_every_bad_charging_value_is_reported_at_once_with_its_path():
         "charging.destinations: prefix '+49' appears twice",
         "charging.balances[0].subscriber = 'sip:alice@x'",
         "charging.balances[1].amount = None",
-        "cgratesStorDbPassword: required with charging.enabled",
     ):
         assert expected in text, (expected, text)
+
+
+def test_a_generated_stordb_password_when_none_is_set():
+    run = run_program({"charging": PLAN})
+    assert run.error is None, run.error
+    assert run.mocks.named("cgrates-stordb-password").inputs["length"] >= 16
+    assert not [r for r in run_program(CHARGED_CONFIG).resources if r.name == "cgrates-stordb-password"]
 
 
 def test_charging_on_needs_a_destination():
@@ -163,14 +169,15 @@ CHARGED_CONFIG = {"charging": PLAN, "cgratesStorDbPassword": STORDB_PASSWORD}
 
 @pytest.fixture(scope="module")
 def charged_run():
-    run = run_program(CHARGED_CONFIG, secret_keys=SECRET)
+    run = run_program(CHARGED_CONFIG)
     assert run.error is None, run.error
     return run
 
 
 def test_a_stordb_password_in_plain_text_is_refused():
-    run = run_program(CHARGED_CONFIG)
-    assert "cgratesStorDbPassword: stored in plain text; set it again with: pulumi config set --secret" in str(run.error)
+    run = run_program(CHARGED_CONFIG, plain_text=SECRET)
+    assert "cgratesStorDbPassword = <not shown>: set in plain text in the stack config file" in str(run.error)
+    assert STORDB_PASSWORD not in str(run.error)
     assert not [r for r in run.resources if r.typ.startswith("kubernetes:")]
 
 
@@ -216,7 +223,7 @@ def _inputs(run, name):
 
 def test_a_tariff_change_changes_only_the_plan_and_the_loader_job(charged_run):
     cheaper = {**PLAN, "destinations": [{**PLAN["destinations"][0], "pricePerMinute": 0.05}, PLAN["destinations"][1]]}
-    other = run_program({"charging": cheaper, "cgratesStorDbPassword": STORDB_PASSWORD}, secret_keys=SECRET)
+    other = run_program({"charging": cheaper, "cgratesStorDbPassword": STORDB_PASSWORD})
     assert other.error is None, other.error
     changed = sorted(
         r.name for r in charged_run.resources

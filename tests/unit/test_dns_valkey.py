@@ -9,6 +9,7 @@ import dns.zone
 import pytest
 from pulumi.runtime import rpc
 
+from components.interfaces import valkey_clients
 from components.render import coredns as render_coredns
 from components.render import valkey as render_valkey
 from components.settings import CSCF_ROLES, VALKEY_DATABASES, from_mapping, load_schema
@@ -152,7 +153,8 @@ def test_valkey_admits_only_its_clients_on_its_port(dev_run):
     (rule,) = dev_run.mocks.named("valkey-ingress").inputs["spec"]["ingress"]
     assert rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
     peers = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
-    assert sorted(p["app.kubernetes.io/name"] for p in peers) == sorted(CSCF_ROLES)
+    # The P- and I-CSCF; the S-CSCF keeps its contacts in memory and never opens Valkey.
+    assert sorted(p["app.kubernetes.io/name"] for p in peers) == ["icscf", "pcscf"]
     assert all(p["app.kubernetes.io/instance"] == f"dev-{p['app.kubernetes.io/name']}" for p in peers)
     assert all(set(peer) == {"podSelector"} for peer in rule["from"]), "a namespace/ipBlock peer would widen it"
 
@@ -182,9 +184,13 @@ def test_valkey_password_reaches_the_pod_only_through_a_secret():
 def test_valkey_statefulset_persists_with_aof_on_a_claim_of_the_configured_size():
     run = run_program({"valkeyStorage": "5Gi", "valkeyMemory": "512Mi", "valkeyImage": "valkey/valkey:8.1.4-alpine"})
     statefulset = run.mocks.named("valkey-statefulset")
-    (claim,) = statefulset.inputs["spec"]["volumeClaimTemplates"]
+    assert "volumeClaimTemplates" not in statefulset.inputs["spec"], "a template cannot grow: see valkey.py"
+    claim = run.mocks.named("valkey-data").inputs
+    assert claim["metadata"]["name"] == "data-valkey-0", "the name the template gave it: existing data is kept"
     assert claim["spec"]["resources"]["requests"] == {"storage": "5Gi"}
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    volumes = {v["name"]: v for v in pod_spec(statefulset)["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "data-valkey-0"}
     c = container(statefulset)
     assert c["image"] == "valkey/valkey:8.1.4-alpine"
     assert {"name": "data", "mountPath": "/data"} in c["volumeMounts"]
@@ -198,7 +204,7 @@ def test_valkey_statefulset_persists_with_aof_on_a_claim_of_the_configured_size(
 
 def test_every_valkey_client_has_its_own_database():
     assert len(set(VALKEY_DATABASES.values())) == len(VALKEY_DATABASES)
-    assert set(CSCF_ROLES) <= set(VALKEY_DATABASES)
+    assert set(VALKEY_DATABASES) == set(valkey_clients()), "a database for each client of the table, no other"
     conf = render_valkey.render(from_mapping(BASE_CONFIG, stack="unit"))["valkey.conf"]
     databases = int(next(line.split()[1] for line in conf.splitlines() if line.startswith("databases ")))
     assert max(VALKEY_DATABASES.values()) < databases

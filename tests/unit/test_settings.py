@@ -115,9 +115,12 @@ def test_bad_value_fails_with_its_key_and_creates_nothing(config, message):
     assert run.resources == [], f"{len(run.resources)} resources registered despite the error"
 
 
-def test_missing_password_names_the_command_that_sets_it():
-    run = run_program({}, base=False)
-    assert "valkeyPassword: required; set it with: pulumi config set --secret valkeyPassword" in str(run.error)
+def test_a_password_set_in_plain_text_is_refused_and_not_shown():
+    password = "a-plain-text-password-0123"
+    run = run_program({"valkeyPassword": password}, plain_text=("valkeyPassword",))
+    message = str(run.error)
+    assert "valkeyPassword = <not shown>: set in plain text in the stack config file" in message
+    assert "pulumi config set --secret valkeyPassword" in message and password not in message
     assert run.resources == []
 
 

@@ -191,9 +191,10 @@ def test_cscf_pods_resolve_through_the_ims_dns(dev_run):
 
 def test_icscf_seeds_its_tables_into_its_valkey_database_before_starting(dev_run):
     spec = pod_spec(dev_run.mocks.named("icscf-deployment"))
-    (seed,) = spec["initContainers"]
-    script = seed["command"][-1]
-    assert "until valkey-cli -h valkey.ims.mnc001.mcc001.3gppnetwork.org ping" in script
+    dns, seed = spec["initContainers"]
+    assert dns["name"] == "wait-for-ims-dns" and seed["name"] == "seed-icscf-tables"
+    script = resolve(seed["command"][-1])
+    assert "valkey-cli --no-auth-warning -h valkey.ims.mnc001.mcc001.3gppnetwork.org -p 6379 ping" in script
     assert "-n 1 < /etc/kamailio/seed/icscf-tables.valkey" in script
     (auth,) = seed["env"]
     valkey_secret = dev_run.mocks.named("valkey-auth").inputs["metadata"]
@@ -202,10 +203,13 @@ def test_icscf_seeds_its_tables_into_its_valkey_database_before_starting(dev_run
     config = dev_run.mocks.named("icscf-config").inputs["data"]
     rows = config["seed__icscf-tables.valkey"].splitlines()
     assert rows[0].startswith('"HSET" "s_cscf:entry::1"') and '"sip:scscf.ims.mnc001.mcc001.3gppnetwork.org:5060"' in rows[0]
-    (wait,) = pod_spec(dev_run.mocks.named("pcscf-deployment"))["initContainers"]
+    _, wait = pod_spec(dev_run.mocks.named("pcscf-deployment"))["initContainers"]
     assert wait["name"] == "wait-for-valkey"
-    assert "until valkey-cli -h valkey." in wait["command"][-1] and " -n " not in wait["command"][-1]
-    assert "initContainers" not in pod_spec(dev_run.mocks.named("scscf-deployment"))
+    script = resolve(wait["command"][-1])
+    assert "valkey-cli --no-auth-warning -h valkey." in script and " -n " not in script
+    # The S-CSCF uses no Valkey: it waits only for the IMS DNS.
+    (only,) = pod_spec(dev_run.mocks.named("scscf-deployment"))["initContainers"]
+    assert only["name"] == "wait-for-ims-dns"
 
 
 def test_cscf_config_files_are_readable_by_the_non_root_user(dev_run):
