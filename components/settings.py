@@ -517,7 +517,7 @@ def from_mapping(
 
     charging, cgrates = _charging(v, errors)
     stordb_password = v.get("cgratesStorDbPassword") or None
-    if "cgratesStorDbPassword" in plain_text:
+    if stordb_password is not None and "cgratesStorDbPassword" in plain_text:
         errors.append(
             "cgratesStorDbPassword = <not shown>: set in plain text in the stack config file; remove it "
             "(pulumi config rm cgratesStorDbPassword) to let the stack generate one, or set it with "
