@@ -13,6 +13,7 @@ from .coredns import ImsDns
 from .cscf import Cscf
 from .images import ImagePipeline, rtpengine_image
 from .naming import PART_OF
+from .open5gs import Hss, Open5gsArgs, Pcrf, Pgw, SubscriberDb, SubscriberProvisioning
 from .password import GeneratedPassword
 from .pod_security import namespace_annotations, namespace_labels
 from .rtpengine import Rtpengine
@@ -29,6 +30,7 @@ class Stack:
     rtpengine: Rtpengine
     images: ImagePipeline
     cgrates: Cgrates | None = None
+    open5gs: dict[str, pulumi.ComponentResource] | None = None
 
 
 def build(settings: Settings) -> Stack:
@@ -50,7 +52,11 @@ def build(settings: Settings) -> Stack:
         ),
         opts=pulumi.ResourceOptions(provider=provider),
     )
-    wanted = ["kamailio", rtpengine_image(settings)] + (["cgrates"] if settings.charging.enabled else [])
+    wanted = (
+        ["kamailio", rtpengine_image(settings)]
+        + (["open5gs", "open5gs-provision"] if settings.open5gs else [])
+        + (["cgrates"] if settings.charging.enabled else [])
+    )
     images = ImagePipeline("images", settings, wanted)
     # No password in the stack config: the stack draws one and keeps it, secret, in its state.
     password = settings.valkey_password or GeneratedPassword("valkey-password").result
@@ -67,6 +73,9 @@ def build(settings: Settings) -> Stack:
     cscfs = {role: Cscf(role, clients) for role in CSCF_ROLES}
     addresses = {role: c.address for role, c in cscfs.items()}
     addresses.update(valkey=valkey.address, rtpengine=rtpengine.address)
+    open5gs = build_open5gs(clients, ims_dns, cscfs) if settings.open5gs else None
+    if open5gs:
+        addresses.update({nf: open5gs[nf].address for nf in ("hss", "pcrf", "pgw")})
     # Billing: the S-CSCF's Ro peer, found by name through the IMS DNS.
     cgrates = Cgrates(ctx) if settings.charging.enabled else None
     if cgrates is not None:
@@ -79,8 +88,22 @@ def build(settings: Settings) -> Stack:
         ims_dns=ims_dns,
         rtpengine=rtpengine,
         images=images,
+        open5gs=open5gs,
         cgrates=cgrates,
     )
+
+
+def build_open5gs(ctx: DeployContext, ims_dns: ImsDns, cscfs: dict[str, Cscf]) -> dict[str, pulumi.ComponentResource]:
+    """HSS, PCRF and PGW with their database and the declared subscribers (open5gs: true)."""
+    db = SubscriberDb(ctx)
+    args = Open5gsArgs(db=db, ims_dns_address=ims_dns.address, pcscf_address=cscfs["pcscf"].address)
+    return {
+        "mongodb": db,
+        "provisioning": SubscriberProvisioning(ctx, db),
+        "hss": Hss(ctx, args),
+        "pcrf": Pcrf(ctx, args),
+        "pgw": Pgw(ctx, args),
+    }
 
 
 def export(stack: Stack, settings: Settings) -> None:
@@ -92,3 +115,7 @@ def export(stack: Stack, settings: Settings) -> None:
     # The DNS server the PGW hands to UEs.
     pulumi.export("imsDnsAddress", stack.ims_dns.address)
     pulumi.export("rtpengineImage", stack.images.reference(rtpengine_image(settings)))
+    if settings.open5gs:
+        # The UE pools the cluster must route to the PGW pod (README: the return route).
+        pulumi.export("uePools", {p.apn: p.subnet for p in settings.open5gs.ue_pools})
+        pulumi.export("subscribers", len(settings.open5gs.subscribers))

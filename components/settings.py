@@ -13,30 +13,30 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import yaml
 
+from . import subscribers as subscriber_config
 from .charging import Charging, parse_charging
 
 PROJECT = "ims-core"
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "Pulumi.yaml"
 
-# Network functions this stack deploys, and the peers it only talks to (open5gs, wave 2).
+# Network functions this stack always deploys; the open5gs ones (HSS, PCRF, PGW) with
+# `open5gs: true`, otherwise the HSS and PCRF are external peers at hssAddress/pcrfAddress.
 DEPLOYED_NFS = ("pcscf", "icscf", "scscf", "valkey", "coredns", "rtpengine")
 # Deployed only when their setting says so: CGRateS with `charging.enabled`.
 OPTIONAL_NFS = ("cgrates",)
-# One instance each: Valkey holds the data; CGRateS holds live Ro sessions in memory, so a
-# second replica would receive CCR-Updates for sessions it never saw.
-SINGLETON_NFS = frozenset({"valkey", "cgrates"})
 EXTERNAL_PEERS = ("hss", "pcrf")
+OPEN5GS_NFS = ("hss", "pcrf", "pgw")
 CSCF_ROLES = ("pcscf", "icscf", "scscf")
 # Which domain each NF's FQDN (and Diameter realm) lives in.
-EPC_NFS = frozenset({"hss", "pcrf"})
+EPC_NFS = frozenset({"hss", "pcrf", "pgw"})
 
 RTPENGINE_VARIANTS = ("alpine", "ubuntu")
 RTPENGINE_MEDIA_EXPOSURES = ("hostNetwork", "hostPort")
@@ -54,7 +54,7 @@ MAX_REPLICAS = 20
 MIN_PASSWORD_LENGTH = 16
 # Keys that must be set with `pulumi config set --secret` when set at all. Pulumi.yaml cannot mark
 # them `secret: true`: a secret key may have no default, so the CLI would require it.
-SECRET_KEYS = ("valkeyPassword", "cgratesStorDbPassword")
+SECRET_KEYS = ("valkeyPassword", "mongodbPassword", "subscribers", "cgratesStorDbPassword")
 # Valkey logical databases, one per client (components/interfaces.py says who the clients are),
 # so no two clients' keys can collide. 2 was the S-CSCF's, which never used it: not reused.
 VALKEY_DATABASES = MappingProxyType({"pcscf": 0, "icscf": 1, "cgrates": 3})
@@ -96,7 +96,7 @@ class NetworkFunction:
 
     @property
     def deployed(self) -> bool:
-        return self.name in DEPLOYED_NFS
+        return self.replicas > 0
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,7 @@ class Images:
     platform: str | None  # None: the building Docker engine's own (a local kind cluster runs there)
     valkey: str
     coredns: str
+    mongodb: str = "docker.io/library/mongo:7.0.14"
 
     def reference(self, image: str) -> str:
         """Reference of one of our images, e.g. localhost:5001/ims-core/kamailio:0.1.0."""
@@ -141,6 +142,28 @@ class CgratesDeployment:
 
 
 @dataclass(frozen=True)
+class UePool:
+    apn: str
+    subnet: str  # e.g. 10.45.0.0/16
+    gateway: str  # the UPF's address in it (the TUN device), the first host
+
+
+@dataclass(frozen=True)
+class Open5gs:
+    """open5gs HSS, PCRF and PGW (SMF + UPF), their MongoDB and the declared subscribers."""
+
+    ue_pools: tuple[UePool, ...]
+    mtu: int
+    mongodb_storage: str
+    subscribers: tuple[subscriber_config.Subscriber, ...] = field(repr=False)
+    # Plain str in tests, a secret pulumi.Output under the engine.
+    mongodb_password: Any = field(default=None, repr=False, compare=False)
+
+    def pool(self, apn: str) -> UePool:
+        return next(p for p in self.ue_pools if p.apn == apn)
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     namespace: str
@@ -167,6 +190,11 @@ class Settings:
     valkey_password: Any = field(default=None, repr=False, compare=False)
     # The CGRateS StorDB (PostgreSQL) password; required only with charging on.
     cgrates_stordb_password: Any = field(default=None, repr=False, compare=False)
+    open5gs: Open5gs | None = None
+
+    @property
+    def deployed_nfs(self) -> tuple[str, ...]:
+        return tuple(name for name, nf in self.nfs.items() if nf.deployed)
 
     def nf(self, name: str) -> NetworkFunction:
         return self.nfs[name]
@@ -294,7 +322,7 @@ def _zone_clashes(ims_domain: str, epc_domain: str, errors: list[str]) -> None:
     """One domain nested in the other must not be a name the outer zone publishes (it would hide it)."""
     zones = {"imsDomain": ims_domain, "epcDomain": epc_domain}
     for outer_key, outer in zones.items():
-        labels = ["ns"] + [nf for nf in DEPLOYED_NFS + OPTIONAL_NFS + EXTERNAL_PEERS if (nf in EPC_NFS) == (outer_key == "epcDomain")]
+        labels = ["ns"] + [nf for nf in DEPLOYED_NFS + OPEN5GS_NFS + OPTIONAL_NFS if (nf in EPC_NFS) == (outer_key == "epcDomain")]
         for inner_key, inner in zones.items():
             hidden = [label for label in labels if inner == f"{label}.{outer}"]
             if inner_key != outer_key and hidden:
@@ -365,6 +393,56 @@ def _media_relay(v: Mapping[str, Any], variant: str, errors: list[str]) -> Media
     )
 
 
+def _password(key: str, password: Any, errors: list[str]) -> None:
+    """An optional password (empty: the stack generates one); when given, one URLs can carry."""
+    if password is None or password == "":
+        return
+    elif len(password) < MIN_PASSWORD_LENGTH:
+        errors.append(f"{key} = <secret of {len(password)} characters>: must be at least {MIN_PASSWORD_LENGTH} characters")
+    elif any(c.isspace() or c in "\"'@/:#%?" for c in password):
+        errors.append(f"{key} = <secret>: must not contain whitespace or any of \" ' @ / : # % ? (it is used in URLs)")
+
+
+def _ue_pool(apn: str, key: str, value: str, errors: list[str]) -> UePool | None:
+    try:
+        net = ipaddress.IPv4Network(value)
+    except ValueError:
+        errors.append(f"{key} = {value!r}: must be an IPv4 network such as 10.45.0.0/16")
+        return None
+    if net.prefixlen > 29 or not net.is_private:
+        errors.append(f"{key} = {value!r}: must be a private IPv4 network of /29 or larger, e.g. 10.45.0.0/16")
+        return None
+    return UePool(apn=apn, subnet=str(net), gateway=str(net.network_address + 1))
+
+
+def _open5gs(v: Mapping[str, Any], mcc: str, mnc: str, errors: list[str]) -> Open5gs:
+    """The open5gs slice of the settings (only read when `open5gs` is true)."""
+    pools = []
+    for apn, key in (("internet", "ueInternetPool"), ("ims", "ueImsPool")):
+        pool = _ue_pool(apn, key, v[key] or "", errors)
+        if pool is not None:
+            pools.append(pool)
+    if len(pools) == 2 and ipaddress.IPv4Network(pools[0].subnet).overlaps(ipaddress.IPv4Network(pools[1].subnet)):
+        errors.append(
+            f"ueInternetPool = {pools[0].subnet!r}, ueImsPool = {pools[1].subnet!r}: the UE pools overlap; "
+            "the UPF routes each APN's pool on its own"
+        )
+    mtu = v["ueMtu"]
+    if isinstance(mtu, int) and not 1280 <= mtu <= 1500:
+        errors.append(f"ueMtu = {mtu}: must be between 1280 (IPv6 minimum) and 1500")
+    storage = v["mongodbStorage"] or ""
+    _check(bool(_MEMORY.match(storage)), errors, f"mongodbStorage = {storage!r}: must be a Kubernetes quantity such as 1Gi")
+    _password("mongodbPassword", v["mongodbPassword"], errors)
+    subs = subscriber_config.parse(v["subscribers"], mcc, mnc, errors) if re.fullmatch(r"[0-9]{3}", mcc) else ()
+    return Open5gs(
+        ue_pools=tuple(pools),
+        mtu=mtu if isinstance(mtu, int) else 0,
+        mongodb_storage=storage,
+        subscribers=subs,
+        mongodb_password=v["mongodbPassword"] or None,
+    )
+
+
 # --- building ----------------------------------------------------------------------------
 
 
@@ -391,13 +469,13 @@ def from_mapping(
     stack: str,
     schema: Mapping[str, Mapping[str, Any]] | None = None,
     secret: Any = None,
-    plain_text: tuple[str, ...] = (),
+    secret_keys: frozenset[str] | None = None,
 ) -> Settings:
     """Pure: raw stack config (keys with or without the `ims-core:` prefix) -> Settings.
 
     `secret`, if given, wraps the Valkey password after validation (pulumi.Output.secret under
-    the engine); tests keep the plain string. `plain_text`: keys the stack config holds in clear
-    text (set without --secret).
+    the engine); tests keep the plain string. `secret_keys`: the keys the stack config holds as
+    secrets (None: unknown, nothing checked); a key of SECRET_KEYS set outside them is refused.
     """
     schema = load_schema() if schema is None else schema
     errors: list[str] = []
@@ -448,7 +526,7 @@ def from_mapping(
         errors,
         "imagePush = true with imageBuild = false: nothing is built to push; set imagePush to false or build",
     )
-    for key in ("valkeyImage", "corednsImage"):
+    for key in ("valkeyImage", "corednsImage", "mongodbImage"):
         ref = v[key] or ""
         _check(
             bool(_PINNED_IMAGE.match(ref)) and not ref.endswith(":latest"),
@@ -474,7 +552,7 @@ def from_mapping(
     password = v["valkeyPassword"] or None
     if password is None:
         pass  # the stack generates one
-    elif "valkeyPassword" in plain_text:
+    elif secret_keys is not None and "valkeyPassword" not in secret_keys:
         errors.append(
             "valkeyPassword = <not shown>: set in plain text in the stack config file; remove it "
             "(pulumi config rm valkeyPassword) to let the stack generate one, or set it with "
@@ -489,9 +567,19 @@ def from_mapping(
             "valkeyPassword = <secret>: must not contain whitespace or any of \" ' @ / : # (it is used in URLs)"
         )
 
+    if secret_keys is not None and v["mongodbPassword"] and "mongodbPassword" not in secret_keys:
+        errors.append(
+            "mongodbPassword = <not shown>: set in plain text in the stack config file; set it with "
+            "pulumi config set --secret mongodbPassword <16+ characters>"
+        )
+    open5gs = _open5gs(v, mcc, mnc, errors) if v["open5gs"] else None
     nfs: dict[str, NetworkFunction] = {}
     seen_addresses: dict[str, str] = {}
-    for name in DEPLOYED_NFS + OPTIONAL_NFS + EXTERNAL_PEERS:
+    # CGRateS is deployed with charging on (its plan is parsed, with its errors, further down).
+    charging_on = isinstance(v.get("charging"), Mapping) and v["charging"].get("enabled") is True
+    for name in DEPLOYED_NFS + OPEN5GS_NFS + OPTIONAL_NFS:
+        if name == "pgw" and open5gs is None:
+            continue
         domain = epc_domain if name in EPC_NFS else ims_domain
         address = _address(f"{name}Address", v[f"{name}Address"] or "", errors)
         if address is not None:
@@ -501,8 +589,16 @@ def from_mapping(
                 )
             seen_addresses[address] = name
         replicas, resources = 0, None
-        if name in DEPLOYED_NFS + OPTIONAL_NFS:
-            replicas = 1 if name in SINGLETON_NFS else _replicas(f"{name}Replicas", v[f"{name}Replicas"], errors)
+        deployed = (
+            name in DEPLOYED_NFS
+            or (name in OPEN5GS_NFS and open5gs is not None)
+            or (name in OPTIONAL_NFS and charging_on)
+        )
+        if deployed:
+            # One HSS, PCRF and PGW: their Diameter state and the UE pools live in one process.
+            # One CGRateS: live Ro sessions are in its memory.
+            one = name in ("valkey", *OPEN5GS_NFS, *OPTIONAL_NFS)
+            replicas = 1 if one else _replicas(f"{name}Replicas", v[f"{name}Replicas"], errors)
             cpu, memory = v[f"{name}Cpu"] or "", v[f"{name}Memory"] or ""
             _check(bool(_CPU.match(cpu)), errors, f"{name}Cpu = {cpu!r}: must be a CPU quantity such as 250m or 1")
             _check(
@@ -515,9 +611,19 @@ def from_mapping(
             name=name, fqdn=f"{name}.{domain}", realm=domain, address=address, replicas=replicas, resources=resources
         )
 
+    if secret_keys is not None and v["subscribers"] and "subscribers" not in secret_keys:
+        errors.append(
+            "subscribers: K and OPc are stored in plain text in the stack config; set them as secrets: "
+            "pulumi config set --secret --path 'subscribers[N].k' <32 hex> (and .opc)"
+        )
+    if open5gs is None and v["subscribers"]:
+        errors.append(
+            "subscribers: declared with open5gs = false; they are provisioned into open5gs' database only: "
+            "set open5gs to true, or provision them in your external HSS"
+        )
     charging, cgrates = _charging(v, errors)
     stordb_password = v.get("cgratesStorDbPassword") or None
-    if stordb_password is not None and "cgratesStorDbPassword" in plain_text:
+    if stordb_password is not None and secret_keys is not None and "cgratesStorDbPassword" not in secret_keys:
         errors.append(
             "cgratesStorDbPassword = <not shown>: set in plain text in the stack config file; remove it "
             "(pulumi config rm cgratesStorDbPassword) to let the stack generate one, or set it with "
@@ -549,6 +655,7 @@ def from_mapping(
             platform=platform or None,
             valkey=v["valkeyImage"],
             coredns=v["corednsImage"],
+            mongodb=v["mongodbImage"],
         ),
         rtpengine_variant=variant,
         pcscf_ipsec=v["pcscfIpsec"],
@@ -558,6 +665,9 @@ def from_mapping(
         nfs=MappingProxyType(nfs),
         media=media,
         valkey_password=secret(password) if secret and password else password,
+        open5gs=open5gs
+        if open5gs is None or not secret or not open5gs.mongodb_password
+        else replace(open5gs, mongodb_password=secret(open5gs.mongodb_password)),
         charging=charging,
         cgrates=cgrates,
         cgrates_stordb_password=secret(stordb_password) if secret and stordb_password else stordb_password,
@@ -591,7 +701,6 @@ def from_pulumi_config() -> Settings:
     from pulumi.runtime import config as runtime_config
 
     values = dict(runtime_config.CONFIG.get())
-    plain = tuple(
-        key for key in SECRET_KEYS if f"{PROJECT}:{key}" in values and not runtime_config.is_config_secret(f"{PROJECT}:{key}")
-    )
-    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret, plain_text=plain)
+    # A structured key is secret when any value in it is (pulumi config set --secret --path ...).
+    secret_keys = frozenset(_strip_project(k) for k in values if runtime_config.is_config_secret(k))
+    return from_mapping(values, stack=pulumi.get_stack(), secret=pulumi.Output.secret, secret_keys=secret_keys)

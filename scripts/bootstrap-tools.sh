@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned Go tools the engine tests need (Pulumi CLI, Python language
 # host, Kubernetes provider plugin, a kube control plane, etcd, kwok, CoreDNS,
-# actionlint, cgr-engine with its Diameter dictionaries) from the Go module proxy
+# FerretDB, actionlint, cgr-engine with its Diameter dictionaries) from the Go module proxy
 # into a cache outside the repository.
 # Idempotent: a tool whose binaries exist and whose stamp records the same pin
 # is skipped. Pins live in scripts/tool-versions.env.
@@ -214,6 +214,16 @@ build_coredns() {
     "${GO_BUILD[@]}" -o "$BIN/coredns" -ldflags "$LDFLAGS_BASE" github.com/coredns/coredns )
 }
 
+# FerretDB reads build/version/version.txt (embedded) and panics when it does not hold a
+# version, which a plain `go install` leaves empty: build from a writable copy of the module.
+build_ferretdb() {
+  local src; src=$(cd "$(fresh_module ferretdb)" && module_dir "github.com/FerretDB/FerretDB@$FERRETDB_VERSION")
+  local dir=$WORK/ferretdb/src
+  rm -rf "$dir" && cp -r "$src" "$dir" && chmod -R u+w "$dir"
+  echo "$FERRETDB_VERSION" >"$dir/build/version/version.txt"
+  ( cd "$dir" && "${GO_BUILD[@]}" -o "$BIN/ferretdb" -ldflags "$LDFLAGS_BASE" ./cmd/ferretdb )
+}
+
 build_actionlint() {
   local dir; dir=$(fresh_module actionlint)
   ( cd "$dir"
@@ -237,7 +247,7 @@ build_cgrates() {
     chmod -R u+w "$CACHE/share/cgrates" )
 }
 
-all_tools=(pulumi language-python python-dynamic-provider kubernetes-provider kube-control-plane etcd kwok coredns actionlint cgrates)
+all_tools=(pulumi language-python python-dynamic-provider kubernetes-provider kube-control-plane etcd kwok coredns ferretdb actionlint cgrates)
 tools=("$@")
 [ ${#tools[@]} -gt 0 ] || tools=("${all_tools[@]}")
 for t in "${tools[@]}"; do
@@ -258,6 +268,7 @@ for t in "${tools[@]}"; do
     etcd) run_build etcd "$ETCD_VERSION" build_etcd etcd ;;
     kwok) run_build kwok "$KWOK_VERSION" build_kwok kwok kwokctl ../share/kwok/stages-fast.yaml ;;
     coredns) run_build coredns "$COREDNS_VERSION" build_coredns coredns ;;
+    ferretdb) run_build ferretdb "$FERRETDB_VERSION" build_ferretdb ferretdb ;;
     actionlint) run_build actionlint "$ACTIONLINT_VERSION" build_actionlint actionlint ;;
     cgrates) run_build cgrates "$CGRATES_VERSION" build_cgrates cgr-engine ../share/cgrates/diameter/dict ;;
     *) echo "unknown tool: $t (known: ${all_tools[*]})" >&2; exit 2 ;;

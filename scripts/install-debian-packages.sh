@@ -2,12 +2,14 @@
 # Installs the Debian 12 packages the test command needs on the machine itself: iproute2
 # (network namespaces), openssl (the engine tier's PKI) and debootstrap (scripts/debian13-root.sh
 # makes the Debian 13 root from which the render and live tiers run Kamailio 6.0, Valkey 8.1,
-# rtpengine 12.5 and SIPp 3.7, the versions the images ship). No daemon is installed on the
-# machine itself. The vm tier adds qemu-system-x86 (software emulation, no KVM) and e2fsprogs
-# (scripts/vm-image.sh: mkfs.ext4 -d). Idempotent; needs root.
+# rtpengine 12.5 and SIPp 3.7, the versions the images ship). The vm tier adds qemu-system-x86
+# (software emulation, no KVM) and e2fsprogs (scripts/vm-image.sh: mkfs.ext4 -d). The render tier
+# adds freeDiameterd 1.2.1 with its extensions (it loads the rendered open5gs freeDiameter .conf
+# files; installed without starting it). No daemon runs on the machine itself. Idempotent; needs
+# root.
 set -euo pipefail
 
-PACKAGES=(iproute2 openssl debootstrap util-linux qemu-system-x86 e2fsprogs)
+PACKAGES=(iproute2 openssl debootstrap util-linux qemu-system-x86 e2fsprogs freediameterd freediameter-extensions)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -23,6 +25,13 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 echo "[debian] installing: ${missing[*]}"
+# Keep freediameterd's init script from starting a Diameter daemon on the machine.
+guard=/usr/sbin/policy-rc.d
+created_guard=0
+if [ ! -e "$guard" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod +x "$guard" && created_guard=1
+fi
+trap '[ "$created_guard" = 1 ] && rm -f "$guard"' EXIT
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 echo "[debian] done"

@@ -17,12 +17,14 @@ LOOPBACK_ADDRESSES = {
     "scscfAddress": "127.0.0.13",
     "hssAddress": "127.0.0.20",
     "pcrfAddress": "127.0.0.21",
+    "pgwAddress": "127.0.0.22",
     "valkeyAddress": "127.0.0.30",
     "rtpengineAddress": "127.0.0.40",
     "corednsAddress": "127.0.0.53",
     "cgratesAddress": "127.0.0.50",
 }
 TEST_VALKEY_PASSWORD = "loopback-valkey-password"
+TEST_MONGODB_PASSWORD = "loopback-mongodb-password"
 
 
 def loopback_settings(stack: str = "loopback", **overrides: Any) -> Settings:
@@ -30,7 +32,7 @@ def loopback_settings(stack: str = "loopback", **overrides: Any) -> Settings:
 
     e.g. ``loopback_settings(pcscfIpsec=False, mnc="001", imsDomain="ims.example.net")``.
     """
-    values: dict[str, Any] = {**LOOPBACK_ADDRESSES, "valkeyPassword": TEST_VALKEY_PASSWORD}
+    values: dict[str, Any] = {**LOOPBACK_ADDRESSES, "valkeyPassword": TEST_VALKEY_PASSWORD, "mongodbPassword": TEST_MONGODB_PASSWORD}
     values.update(overrides)
     return from_mapping(values, stack=stack)
 
@@ -38,4 +40,5 @@ def loopback_settings(stack: str = "loopback", **overrides: Any) -> Settings:
 def stack_settings(stack: str = "test", **values: Any) -> Settings:
     """Settings as a Kubernetes stack would have them (no fixed addresses unless given)."""
     values.setdefault("valkeyPassword", TEST_VALKEY_PASSWORD)
+    values.setdefault("mongodbPassword", TEST_MONGODB_PASSWORD)
     return from_mapping(values, stack=stack)

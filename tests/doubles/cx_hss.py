@@ -318,7 +318,12 @@ class CxHssTestDouble(DiameterServerDouble[CxRequest]):
         max_auth_items: int = 8,
         rand_source: Callable[[], bytes] | None = None,
         strict_mandatory_avps: bool = False,
+        subscriber_source: Callable[[str], Subscriber | None] | None = None,
     ):
+        """``subscriber_source``: looks an IMPI up where open5gs' HSS would (its database, see
+        tests/doubles/open5gs_db.py); consulted on every request naming an IMPI, so a
+        subscriber added to or removed from it is known or refused from the next request on."""
+        self.subscriber_source = subscriber_source
         self._subs = _normalise(subscribers)
         if server_name:
             for sub in self._subs.values():
@@ -416,6 +421,7 @@ class CxHssTestDouble(DiameterServerDouble[CxRequest]):
                 code, vendor = unknown[0]
                 raise _Reject(d.DIAMETER_AVP_UNSUPPORTED, False, req.find(code, vendor))
             with self._lock:
+                self._refresh(req.str_of(d.AVP_USER_NAME))
                 body, result = handler(req)
         except _Reject as rej:
             log.info("Cx HSS double: %s -> %s (%s)", COMMAND_NAMES[req.command_code], rej.code, rej)
@@ -479,6 +485,25 @@ class CxHssTestDouble(DiameterServerDouble[CxRequest]):
         self._add_record(rec)
 
     # --- lookups -------------------------------------------------------------------
+    def _refresh(self, impi: str | None) -> None:
+        """Follow ``subscriber_source`` for ``impi``: learn it, or forget it once it is gone.
+        A known subscriber keeps its state (SQN, registration) while the source still has it."""
+        if self.subscriber_source is None or not impi:
+            return
+        found = self.subscriber_source(impi)
+        current = self._subs.get(impi)
+        if found is None and current is not None:
+            del self._subs[impi]
+            for impu in current.impus:
+                self._impu_owner.pop(impu, None)
+        elif found is not None and current is None:
+            taken = [impu for impu in found.impus if impu in self._impu_owner]
+            if taken:
+                raise ValueError(f"IMPUs {taken} of {impi} belong to other subscribers")
+            self._subs[impi] = found
+            for impu in found.impus:
+                self._impu_owner[impu] = impi
+
     def _by_impu(self, impu: str, impi: str | None) -> Subscriber:
         owner = self._impu_owner.get(impu)
         if owner is None or (impi is not None and impi not in self._subs):

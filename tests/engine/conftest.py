@@ -89,6 +89,20 @@ def _tools_present() -> None:
         missing(f"engine tools {', '.join(absent)} (in {TOOLS_DIR / 'bin'})", "go")
 
 
+# Subscribers as a user declares them: K and OPc with --secret (TS 35.208 test set keys).
+ENGINE_SUBSCRIBERS = [
+    {"imsi": f"00101000000000{n}", "msisdn": f"555000{n}", "k": "465b5ce8b199b49faa5f0a2ee238a6bc",
+     "opc": "cd63cb71954a9f4e48a5994e37a02baf"}
+    for n in (1, 2, 3)
+]
+
+
+def add_subscriber(ws, index: int, subscriber: dict) -> None:
+    for key, value in subscriber.items():
+        secret = ["--secret"] if key in ("k", "opc") else []
+        ws.pulumi("config", "set", *secret, "--path", f"subscribers[{index}].{key}", value)
+
+
 @pytest.fixture(scope="session")
 def engine_cluster(tmp_path_factory):
     _tools_present()
@@ -178,10 +192,11 @@ def workspace(engine_cluster, tmp_path_factory) -> Workspace:
         "imageBuild": "false",
         "imagePush": "false",
         "imageRegistry": "registry.example.net/ims-core",
-        "pcscfRx": "false",
     }
     for key, value in config.items():
         ws.pulumi("config", "set", key, value)
-    # No valkeyPassword: the stack generates one, as the dev stack does.
+    # No valkeyPassword or mongodbPassword: the stack generates them, as the dev stack does.
+    for i, subscriber in enumerate(ENGINE_SUBSCRIBERS[:2]):  # the third is added by a test
+        add_subscriber(ws, i, subscriber)
     yield ws
     record("engine: pulumi wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in ws.timings.items()))

@@ -14,7 +14,7 @@ import time
 import pytest
 
 NS = "ims-engine"
-DEPLOYMENTS = ("pcscf", "icscf", "scscf", "coredns", "rtpengine")
+DEPLOYMENTS = ("pcscf", "icscf", "scscf", "coredns", "rtpengine", "hss", "pcrf", "pgw")
 CSCFS = ("pcscf", "icscf", "scscf")
 
 
@@ -40,6 +40,7 @@ def test_preview_of_a_new_stack_plans_every_nf(workspace):
     steps = json.loads(result.stdout)["steps"]
     creates = {s["urn"].split("::")[-1] for s in steps if s["op"] == "create"}
     expected = {f"{nf}-deployment" for nf in DEPLOYMENTS} | {"valkey-statefulset", "coredns-zones", "namespace"}
+    expected |= {"mongodb-statefulset", "subscriber-provisioning-job", "subscriber-provisioning-subscribers"}
     assert expected <= creates, expected - creates
     status, _ = workspace.api("GET", f"/api/v1/namespaces/{NS}")
     assert status == 404, "preview must not create anything"
@@ -50,8 +51,12 @@ def test_up_creates_everything_and_workloads_become_available(workspace):
     for name in DEPLOYMENTS:
         wanted, ready = available(workspace, name)
         assert ready == wanted >= 1, f"deployment {name}: {ready}/{wanted} available"
-    status, sts = workspace.api("GET", f"/apis/apps/v1/namespaces/{NS}/statefulsets/valkey")
-    assert status == 200 and sts["status"].get("readyReplicas") == 1, sts.get("status")
+    for name in ("valkey", "mongodb"):
+        status, sts = workspace.api("GET", f"/apis/apps/v1/namespaces/{NS}/statefulsets/{name}")
+        assert status == 200 and sts["status"].get("readyReplicas") == 1, (name, sts.get("status"))
+    status, jobs = workspace.api("GET", f"/apis/batch/v1/namespaces/{NS}/jobs")
+    (job,) = jobs["items"]
+    assert job["status"].get("succeeded") == 1, job.get("status")  # pulumi up waited for the provisioning
 
     outputs = json.loads(workspace.pulumi("stack", "output", "--json").stdout)
     status, svc = workspace.api("GET", f"/api/v1/namespaces/{NS}/services/pcscf")
@@ -140,6 +145,19 @@ def test_valkey_storage_grows_in_place_and_a_shrink_is_refused_at_preview(worksp
         workspace.pulumi("config", "set", "valkeyStorage", "2Gi")
     status, claim = workspace.api("GET", f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-valkey-0")
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+
+
+def test_adding_a_subscriber_previews_only_the_subscriber_secret_and_the_provisioning_job(workspace):
+    from tests.engine.conftest import ENGINE_SUBSCRIBERS, add_subscriber
+
+    add_subscriber(workspace, 2, ENGINE_SUBSCRIBERS[2])
+    diff = changed(workspace.preview_steps())
+    assert set(diff) == {"subscriber-provisioning-subscribers", "subscriber-provisioning-job"}, diff
+    assert all(ops & {"replace", "create-replacement"} for ops in diff.values()), diff
+    workspace.pulumi("up", "--yes", "--skip-preview")
+    # The subscriber Secret holds K and OPc; the stack state holds them only as secrets.
+    state = workspace.pulumi("stack", "export").stdout
+    assert ENGINE_SUBSCRIBERS[0]["opc"] not in state
     workspace.pulumi("preview", "--expect-no-changes")
 
 
@@ -153,8 +171,9 @@ def test_replica_change_previews_only_the_pcscf_deployment(workspace):
 def test_ims_domain_change_previews_the_cscfs_and_dns_only(workspace):
     workspace.pulumi("config", "set", "imsDomain", "ims.engine.example.net")
     diff = changed(workspace.preview_steps())
-    configs = {f"{role}-config" for role in CSCFS} | {"coredns-zones"}
-    workloads = {f"{role}-deployment" for role in CSCFS} | {"coredns-deployment"}
+    # The HSS and PCRF name the CSCFs by their IMS FQDNs (freeDiameter ConnectPeer) and follow too.
+    configs = {f"{role}-config" for role in (*CSCFS, "hss", "pcrf")} | {"coredns-zones"}
+    workloads = {f"{role}-deployment" for role in (*CSCFS, "hss", "pcrf")} | {"coredns-deployment"}
     secrets = {f"{role}-secrets" for role in CSCFS}
     assert configs | workloads <= set(diff), diff
     assert set(diff) <= configs | workloads | secrets, (

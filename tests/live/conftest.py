@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from components.render import kamailio as render_kamailio
+from components.render import open5gs as render_open5gs
 from components.settings import CSCF_ROLES, Settings
 from tests import coredns_daemon, debian_root
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
@@ -252,6 +253,13 @@ def users(live_settings) -> Users:
     return u
 
 
+def _connect_peers(settings: Settings, nf: str) -> list[tuple[str, str, int]]:
+    """Where the rendered freeDiameter conf of the HSS or PCRF connects: the peers with a fixed
+    address (the CSCFs in the loopback profile; the live tier has no PGW)."""
+    peers = render_open5gs.diameter_peers(settings, nf)
+    return [(identity, address, render_kamailio.DIAMETER_PORT) for identity, address in peers if address]
+
+
 @pytest.fixture(scope="session")
 def hss(live_settings, netns, users) -> CxHssTestDouble:
     nf = live_settings.nf("hss")
@@ -272,6 +280,9 @@ def hss(live_settings, netns, users) -> CxHssTestDouble:
     )
     with netns.entered():
         double.start()
+        # Like open5gs' freeDiameter (ConnectPeer per CSCF in the rendered hss.conf), the HSS
+        # connects to the CSCFs too: cdp's own CER can lack Host-IP-Address and is refused.
+        double.connect_peers(_connect_peers(live_settings, "hss"))
     yield double
     double.stop()
 
@@ -286,6 +297,7 @@ def pcrf(live_settings, netns) -> RxPcrfTestDouble:
     )
     with netns.entered():
         double.start()
+        double.connect_peers(_connect_peers(live_settings, "pcrf"))
     yield double
     double.stop()
 

@@ -15,7 +15,7 @@ from tests.tooling import ROOT
 
 # Keys every test stack sets, unless a test asks for base=False (then the stack generates the
 # Valkey password, as the dev stack does).
-BASE_CONFIG = {"valkeyPassword": "unit-test-password-0123"}
+BASE_CONFIG = {"valkeyPassword": "unit-test-password-0123", "mongodbPassword": "unit-test-mongodb-0123"}
 # What the mocks hand back as the generated Valkey password (the real one is drawn at create).
 GENERATED_PASSWORD = "mock-generated-password-0123456789"
 
@@ -90,6 +90,7 @@ def run_program(
     pulumi.runtime.set_mocks(mocks, project="ims-core", stack=stack, preview=False)
     pulumi.runtime.set_all_config(
         {f"ims-core:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()},
+        # As `pulumi config set --secret` leaves them (subscribers: K and OPc set with --secret --path).
         [f"ims-core:{k}" for k in SECRET_KEYS if k in values and k not in plain_text],
     )
     exported: dict = {}

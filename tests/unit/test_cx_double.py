@@ -336,6 +336,32 @@ def test_cer_cea(hss):
         assert c.request(dpr).result_code == 2001
 
 
+def test_cer_without_host_ip_address_is_refused_as_freediameter_does(hss):
+    cer = d.build_cer(CLIENT, "127.0.0.1")
+    cer.avps = [a for a in cer.avps if a.code != d.AVP_HOST_IP_ADDRESS]
+    with d.DiameterConnection(*hss.address) as c:
+        cea = c.request(cer)
+        assert cea.result_code == d.DIAMETER_MISSING_AVP
+        assert cea.find(d.AVP_FAILED_AVP).as_grouped()[0].code == d.AVP_HOST_IP_ADDRESS
+        assert c.recv() is None  # closed, as after any refused CER
+    assert hss.refused_cers == [CLIENT.origin_host]
+    assert hss.peers == [] and hss.take_errors() == []  # the double behaved; nothing of its own failed
+    with d.DiameterConnection(*hss.address) as c:  # the same peer, with the AVP, is admitted
+        assert c.request(d.build_cer(CLIENT, c.local_ip)).result_code == 2001
+
+
+def test_the_double_also_connects_to_its_peers_as_freediameter_connectpeer_does(hss):
+    # A second double stands in for the CSCF's cdp: it accepts the HSS's CER (Cx in common).
+    cscf = CxHssTestDouble(origin_host="icscf.example", origin_realm="example", port=0).start()
+    try:
+        hss.connect_peers([("icscf.example", *cscf.address)])
+        assert cscf.wait_for_peer(hss.origin_host, timeout=5) == hss.origin_host
+        assert hss.wait_for_peer("icscf.example", timeout=5) == "icscf.example"
+        assert cscf.refused_cers == []  # the CER it sent carried Host-IP-Address
+    finally:
+        cscf.stop()
+
+
 def test_cer_without_cx_is_refused_and_closed(hss):
     other = d.LocalPeer("pcrf.example", "example", auth_application_ids=((VENDOR_3GPP, 16777236),))
     with d.DiameterConnection(*hss.address) as c:

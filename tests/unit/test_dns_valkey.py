@@ -62,7 +62,7 @@ FIXED = {f"{nf}Address": f"10.96.100.{i}" for i, nf in enumerate(IMS_NFS, start=
 def test_zone_a_records_are_the_service_cluster_ips_when_addresses_are_fixed():
     run = run_program(FIXED)
     ims = zones(run)[IMS]
-    services = {r.inputs["metadata"]["name"]: r.inputs["spec"]["clusterIP"] for r in run.mocks.of_type(SERVICE)}
+    services = {r.inputs["metadata"]["name"]: r.inputs["spec"].get("clusterIP") for r in run.mocks.of_type(SERVICE)}
     for nf in IMS_NFS:
         assert records(ims, f"{nf}.{IMS}", "A") == {services[nf]} == {FIXED[f"{nf}Address"]}, nf
 
@@ -80,14 +80,22 @@ def test_dev_zone_resolves_the_domain_by_naptr_then_srv_to_the_icscf(dev_run):
             assert records(ims, f"_sip._{transport}.{role}.{IMS}", "SRV") == {f"0 0 5060 {role}.{IMS}."}
 
 
-def test_epc_zone_names_hss_and_pcrf_only_when_their_address_is_known(dev_run):
-    assert records(zones(dev_run)[EPC], f"hss.{EPC}", "A") == set()
-    run = run_program({"hssAddress": "10.0.2.10", "pcrfAddress": "10.0.2.11"})
+def test_epc_zone_names_an_external_hss_and_pcrf_only_when_their_address_is_known():
+    assert records(zones(run_program({"open5gs": False}))[EPC], f"hss.{EPC}", "A") == set()
+    run = run_program({"open5gs": False, "hssAddress": "10.0.2.10", "pcrfAddress": "10.0.2.11"})
     epc = zones(run)[EPC]
     assert records(epc, f"hss.{EPC}", "A") == {"10.0.2.10"}
     assert records(epc, f"pcrf.{EPC}", "A") == {"10.0.2.11"}
     # The EPC NFs live in the EPC zone only.
     assert records(zones(run)[IMS], f"hss.{IMS}", "A") == set()
+
+
+def test_epc_zone_names_the_open5gs_services_with_no_address_typed(dev_run):
+    epc = zones(dev_run)[EPC]
+    published = {nf: records(epc, f"{nf}.{EPC}", "A") for nf in ("hss", "pcrf", "pgw")}
+    # The mocks' ClusterIPs (10.96.x.y), one per Service: nothing typed by hand.
+    assert all(len(a) == 1 and next(iter(a)).startswith("10.96.") for a in published.values()), published
+    assert len(set().union(*published.values())) == 3
 
 
 def test_corefile_serves_both_zones_and_forwards_the_rest_to_the_cluster_dns(dev_run):

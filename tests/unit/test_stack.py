@@ -27,10 +27,16 @@ def test_dev_stack_has_one_component_per_nf(dev_run):
         ("ims:valkey:Valkey", "valkey"),
         ("ims:dns:ImsDns", "coredns"),
         ("ims:media:Rtpengine", "rtpengine"),
+        ("ims:open5gs:SubscriberDb", "mongodb"),
+        ("ims:open5gs:SubscriberProvisioning", "subscriber-provisioning"),
+        ("ims:open5gs:Hss", "hss"),
+        ("ims:open5gs:Pcrf", "pcrf"),
+        ("ims:open5gs:Pgw", "pgw"),
     }
     deployments = {r.inputs["metadata"]["name"] for r in dev_run.mocks.of_type(DEPLOYMENT)}
-    assert deployments == {"pcscf", "icscf", "scscf", "coredns", "rtpengine"}
-    assert [r.inputs["metadata"]["name"] for r in dev_run.mocks.of_type("kubernetes:apps/v1:StatefulSet")] == ["valkey"]
+    assert deployments == {"pcscf", "icscf", "scscf", "coredns", "rtpengine", "hss", "pcrf", "pgw"}
+    statefulsets = {r.inputs["metadata"]["name"] for r in dev_run.mocks.of_type("kubernetes:apps/v1:StatefulSet")}
+    assert statefulsets == {"valkey", "mongodb"}
 
 
 def test_every_kubernetes_object_uses_the_explicit_provider_and_namespace(dev_run):
@@ -62,7 +68,9 @@ def test_stack_outputs_a_user_needs(dev_run):
 
 def test_builds_on_puts_the_pushed_digest_in_pod_specs(dev_run):
     images = {r.inputs["imageName"]: r for r in dev_run.mocks.of_type(IMAGE)}
-    assert set(images) == {"localhost:5001/ims-core/kamailio:0.1.0", "localhost:5001/ims-core/rtpengine-alpine:0.1.0"}
+    assert set(images) == {
+        f"localhost:5001/ims-core/{name}:0.1.0" for name in ("kamailio", "rtpengine-alpine", "open5gs", "open5gs-provision")
+    }
     for role in CSCF_ROLES:
         image = container(dev_run.mocks.named(f"{role}-deployment"))["image"]
         assert image.startswith("localhost:5001/ims-core/kamailio@sha256:"), image
