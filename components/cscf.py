@@ -112,6 +112,9 @@ class Cscf(NetworkFunctionComponent):
             volume_mounts=[
                 k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
                 k8s.core.v1.VolumeMountArgs(name="run", mount_path="/run/kamailio"),
+                # cdp makes a FIFO per Diameter peer under /tmp (/tmp/cdp_send_*); on the
+                # read-only root it fails, a cdp worker exits and Kamailio stops (seen on the node tier).
+                k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
             ],
             # Ready means the SIP stack answers: an OPTIONS to itself gets a 200.
             readiness_probe=self.sip_probe(period=10, failures=3),
@@ -169,7 +172,11 @@ class Cscf(NetworkFunctionComponent):
         pod = k8s.core.v1.PodSpecArgs(
             init_containers=self.init_containers() or None,
             containers=[container],
-            volumes=[config, k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())],
+            volumes=[
+                config,
+                k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="16Mi")),
+            ],
             enable_service_links=False,
             # The projected config and secret files are 0440: group-readable for the non-root user.
             security_context=k8s.core.v1.PodSecurityContextArgs(fs_group=NON_ROOT_UID),

@@ -141,6 +141,52 @@ PY
       -ldflags "$LDFLAGS_BASE -X $mod/pkg/version.Version=$K8S_PROVIDER_VERSION" . )
 }
 
+# kube_wrapper DIR: turns DIR into a module that requires k8s.io/kubernetes with its
+# staging modules pointed at the published releases (shared by the control plane and the node).
+kube_wrapper() {
+  local v=$KUBERNETES_VERSION staging=v0.${KUBERNETES_VERSION#v1.}
+  ( cd "$1"
+    local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@$v" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    local m
+    for m in $(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod"); do
+      go mod edit -replace "$m=$m@$staging"
+    done
+    go mod edit -require "k8s.io/kubernetes@$v" )
+}
+
+# kube_ldflags: the version ldflags without which clients see v0.0.0.
+kube_ldflags() {
+  local v=$KUBERNETES_VERSION minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+  local vp=k8s.io/component-base/version
+  printf '%s' "$LDFLAGS_BASE -X $vp.gitVersion=$v -X $vp.gitMajor=1 -X $vp.gitMinor=$minor -X $vp.gitTreeState=clean"
+  printf '%s' " -X k8s.io/client-go/pkg/version.gitVersion=$v -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+}
+
+# The node tier's kubelet and kube-proxy: same module and flags as the control plane.
+build_kube_node() {
+  local dir; dir=$(fresh_module kube-node)
+  kube_wrapper "$dir"
+  ( cd "$dir"
+    go get "k8s.io/kubernetes/cmd/kubelet@$KUBERNETES_VERSION" "k8s.io/kubernetes/cmd/kube-proxy@$KUBERNETES_VERSION"
+    local ld c; ld=$(kube_ldflags)
+    for c in kubelet kube-proxy; do
+      log "  linking $c"
+      "${GO_BUILD[@]}" -o "$BIN/$c" -ldflags "$ld" "k8s.io/kubernetes/cmd/$c"
+    done )
+}
+
+# NetworkPolicy enforcer for the node tier: kube-router with only its firewall controller
+# (iptables + ipset). The proxy serves v2.1.0 as the newest v2 release.
+build_kube_router() {
+  local dir; dir=$(fresh_module kube-router)
+  ( cd "$dir"
+    go get "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
+    "${GO_BUILD[@]}" -o "$BIN/kube-router" \
+      -ldflags "$LDFLAGS_BASE -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+      github.com/cloudnativelabs/kube-router/v2/cmd/kube-router )
+}
+
 build_kube_control_plane() {
   local dir; dir=$(fresh_module kubernetes)
   local v=$KUBERNETES_VERSION staging=v0.${KUBERNETES_VERSION#v1.}
@@ -247,7 +293,7 @@ build_cgrates() {
     chmod -R u+w "$CACHE/share/cgrates" )
 }
 
-all_tools=(pulumi language-python python-dynamic-provider kubernetes-provider kube-control-plane etcd kwok coredns ferretdb actionlint cgrates)
+all_tools=(pulumi language-python python-dynamic-provider kubernetes-provider kube-control-plane kube-node kube-router etcd kwok coredns ferretdb actionlint cgrates)
 tools=("$@")
 [ ${#tools[@]} -gt 0 ] || tools=("${all_tools[@]}")
 for t in "${tools[@]}"; do
@@ -265,6 +311,8 @@ for t in "${tools[@]}"; do
     kube-control-plane)
       run_build kube-control-plane "$KUBERNETES_VERSION" build_kube_control_plane \
         kube-apiserver kube-controller-manager kube-scheduler ;;
+    kube-node) run_build kube-node "$KUBERNETES_VERSION" build_kube_node kubelet kube-proxy ;;
+    kube-router) run_build kube-router "$KUBE_ROUTER_VERSION" build_kube_router kube-router ;;
     etcd) run_build etcd "$ETCD_VERSION" build_etcd etcd ;;
     kwok) run_build kwok "$KWOK_VERSION" build_kwok kwok kwokctl ../share/kwok/stages-fast.yaml ;;
     coredns) run_build coredns "$COREDNS_VERSION" build_coredns coredns ;;

@@ -5,11 +5,16 @@
 # rtpengine 12.5 and SIPp 3.7, the versions the images ship). The vm tier adds qemu-system-x86
 # (software emulation, no KVM) and e2fsprogs (scripts/vm-image.sh: mkfs.ext4 -d). The render tier
 # adds freeDiameterd 1.2.1 with its extensions (it loads the rendered open5gs freeDiameter .conf
-# files; installed without starting it). No daemon runs on the machine itself. Idempotent; needs
-# root.
+# files; installed without starting it). The node tier adds containerd, runc and the CNI plugins
+# (the container runtime of its one real node) and iptables, ipset and conntrack (what
+# kube-proxy and kube-router call); the node tier starts its own containerd in namespaces of its
+# own and stops it by PID. No daemon runs on the machine itself. Idempotent; needs root.
 set -euo pipefail
 
-PACKAGES=(iproute2 openssl debootstrap util-linux qemu-system-x86 e2fsprogs freediameterd freediameter-extensions)
+PACKAGES=(
+  iproute2 openssl debootstrap util-linux qemu-system-x86 e2fsprogs freediameterd freediameter-extensions
+  containerd runc containernetworking-plugins iptables ipset conntrack
+)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -25,7 +30,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 echo "[debian] installing: ${missing[*]}"
-# Keep freediameterd's init script from starting a Diameter daemon on the machine.
+# Keep freediameterd's init script and containerd's unit from starting a daemon on the machine.
 guard=/usr/sbin/policy-rc.d
 created_guard=0
 if [ ! -e "$guard" ]; then

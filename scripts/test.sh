@@ -6,6 +6,8 @@
 #   live    real Kamailio 6.0, Valkey 8.1, rtpengine 12.5 (the Debian 13 root, the versions the
 #           images ship), CoreDNS, on 127.0.0.x in network namespaces, with SIPp 3.7 UEs
 #   engine  the real Pulumi CLI against a local kube-apiserver with kwok nodes
+#   node    the real program's pods on one real kubelet node (containerd, kube-proxy,
+#           kube-router), in a network namespace of its own; SIPp UEs through the Services
 #   vm      what needs Debian's own kernel (IPsec ESP on Gm) in a throwaway qemu VM (tests/vm)
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/unit -k pcscf`).
 # Under CI=true a tier whose tools are missing fails instead of skipping.

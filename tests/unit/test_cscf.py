@@ -8,7 +8,7 @@ could reach it would pass as the S-CSCF.
 from __future__ import annotations
 
 from components.render.kamailio import MW_PORT, SIP_PORT
-from tests.unit.conftest import container, run_program
+from tests.unit.conftest import container, pod_spec, run_program
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
@@ -58,3 +58,16 @@ def test_mw_stays_closed_to_ues_with_ipsec_off():
     assert sources(mw) == {"icscf", "scscf"}
     assert all(MW_PORT not in {p["port"] for p in r["ports"]} for r in rules if "from" not in r)
     assert run.mocks.of_type(NETWORK_POLICY)
+
+
+def test_every_cscf_has_a_writable_tmp_on_its_read_only_root(dev_run):
+    """cdp makes a FIFO per Diameter peer under /tmp: without a volume there the read-only
+    root makes it fail, a cdp worker exits and Kamailio stops (seen on the node tier)."""
+    for role in ("pcscf", "icscf", "scscf"):
+        deployment = dev_run.mocks.named(f"{role}-deployment")
+        kamailio = container(deployment)
+        assert kamailio["securityContext"]["readOnlyRootFilesystem"] is True
+        (mount,) = [m for m in kamailio["volumeMounts"] if m["mountPath"] == "/tmp"]
+        assert not mount.get("readOnly")
+        (volume,) = [v for v in pod_spec(deployment)["volumes"] if v["name"] == mount["name"]]
+        assert "emptyDir" in volume

@@ -1,0 +1,3 @@
+module ims-core/tests/node/pause
+
+go 1.26
