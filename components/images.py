@@ -41,6 +41,9 @@ IMAGES = {
     # open5gs is pinned to a release in its Dockerfile; no test tier runs it (README).
     "open5gs": ImageSpec("open5gs", DOCKERFILES / "open5gs"),
     "open5gs-provision": ImageSpec("open5gs-provision", DOCKERFILES / "open5gs-provision"),
+    # CGRateS: the release is pinned once, in scripts/tool-versions.env (the Dockerfile's
+    # default CGRATES_VERSION follows it; tests/unit/test_charging.py holds them together).
+    "cgrates": ImageSpec("cgrates", DOCKERFILES / "cgrates"),
 }
 
 

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .base import DeployContext
+from .cgrates import Cgrates
 from .coredns import ImsDns
 from .cscf import Cscf
 from .images import ImagePipeline, rtpengine_image
@@ -28,6 +29,7 @@ class Stack:
     ims_dns: ImsDns
     rtpengine: Rtpengine
     images: ImagePipeline
+    cgrates: Cgrates | None = None
     open5gs: dict[str, pulumi.ComponentResource] | None = None
 
 
@@ -50,7 +52,11 @@ def build(settings: Settings) -> Stack:
         ),
         opts=pulumi.ResourceOptions(provider=provider),
     )
-    wanted = ["kamailio", rtpengine_image(settings)] + (["open5gs", "open5gs-provision"] if settings.open5gs else [])
+    wanted = (
+        ["kamailio", rtpengine_image(settings)]
+        + (["open5gs", "open5gs-provision"] if settings.open5gs else [])
+        + (["cgrates"] if settings.charging.enabled else [])
+    )
     images = ImagePipeline("images", settings, wanted)
     # No password in the stack config: the stack draws one and keeps it, secret, in its state.
     password = settings.valkey_password or GeneratedPassword("valkey-password").result
@@ -70,6 +76,10 @@ def build(settings: Settings) -> Stack:
     open5gs = build_open5gs(clients, ims_dns, cscfs) if settings.open5gs else None
     if open5gs:
         addresses.update({nf: open5gs[nf].address for nf in ("hss", "pcrf", "pgw")})
+    # Billing: the S-CSCF's Ro peer, found by name through the IMS DNS.
+    cgrates = Cgrates(ctx) if settings.charging.enabled else None
+    if cgrates is not None:
+        addresses.update(cgrates=cgrates.address)
     ims_dns.publish(addresses)
     return Stack(
         namespace=namespace.metadata.name,
@@ -79,6 +89,7 @@ def build(settings: Settings) -> Stack:
         rtpengine=rtpengine,
         images=images,
         open5gs=open5gs,
+        cgrates=cgrates,
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from . import subscribers as subscriber_config
+from .charging import Charging, parse_charging
 from .sizing import KamailioSizing, Overload, kamailio_sizing, overload
 
 PROJECT = "ims-core"
@@ -30,6 +31,8 @@ SCHEMA_PATH = ROOT / "Pulumi.yaml"
 # Network functions this stack always deploys; the open5gs ones (HSS, PCRF, PGW) with
 # `open5gs: true`, otherwise the HSS and PCRF are external peers at hssAddress/pcrfAddress.
 DEPLOYED_NFS = ("pcscf", "icscf", "scscf", "valkey", "coredns", "rtpengine")
+# Deployed only when their setting says so: CGRateS with `charging.enabled`.
+OPTIONAL_NFS = ("cgrates",)
 EXTERNAL_PEERS = ("hss", "pcrf")
 OPEN5GS_NFS = ("hss", "pcrf", "pgw")
 CSCF_ROLES = ("pcscf", "icscf", "scscf")
@@ -66,7 +69,7 @@ SINGLE_POD_NFS = MappingProxyType(
 MIN_PASSWORD_LENGTH = 16
 # Keys that must be set with `pulumi config set --secret` when set at all. Pulumi.yaml cannot mark
 # them `secret: true`: a secret key may have no default, so the CLI would require it.
-SECRET_KEYS = ("valkeyPassword", "mongodbPassword", "subscribers")
+SECRET_KEYS = ("valkeyPassword", "mongodbPassword", "subscribers", "cgratesStorDbPassword")
 # Valkey logical databases, one per client (components/interfaces.py says who the clients are),
 # so no two clients' keys can collide. 2 was the S-CSCF's, which never used it: not reused.
 VALKEY_DATABASES = MappingProxyType({"pcscf": 0, "icscf": 1, "cgrates": 3})
@@ -156,6 +159,15 @@ class PolicyPeers:
 
 
 @dataclass(frozen=True)
+class CgratesDeployment:
+    """How CGRateS runs: the StorDB (PostgreSQL, CDRs) and the loader Job's images, volume size."""
+
+    stordb_image: str
+    loader_image: str
+    stordb_storage: str
+
+
+@dataclass(frozen=True)
 class UePool:
     apn: str
     subnet: str  # e.g. 10.45.0.0/16
@@ -200,9 +212,14 @@ class Settings:
     # Worker counts and memory pools per CSCF role; P-CSCF overload control (components/sizing.py).
     kamailio: Mapping[str, KamailioSizing] = field(default_factory=dict)
     overload: Overload | None = None
+    # Online charging over Ro (CGRateS), tariffs and balances (components/charging.py).
+    charging: Charging = field(default_factory=Charging)
+    cgrates: CgratesDeployment | None = None
     # A plain str in tests, a secret pulumi.Output under the engine; never rendered into a ConfigMap.
     # None: not set, the stack generates one (components/password.py) and keeps it in its state.
     valkey_password: Any = field(default=None, repr=False, compare=False)
+    # The CGRateS StorDB (PostgreSQL) password; required only with charging on.
+    cgrates_stordb_password: Any = field(default=None, repr=False, compare=False)
     open5gs: Open5gs | None = None
 
     @property
@@ -256,6 +273,17 @@ def _coerce(key: str, raw: Any, spec: Mapping[str, Any], errors: list[str]) -> A
             value = None
         if not isinstance(value, list):
             errors.append(f'{key} = {shown}: must be a list, e.g. ["a", "b"]')
+            return None
+        return value
+    if kind == "object":
+        if isinstance(raw, Mapping):
+            return dict(raw)
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, dict):
+            errors.append(f"{key} = {shown}: must be a mapping (YAML object)")
             return None
         return value
     return "" if raw is None else str(raw)
@@ -324,7 +352,7 @@ def _zone_clashes(ims_domain: str, epc_domain: str, errors: list[str]) -> None:
     """One domain nested in the other must not be a name the outer zone publishes (it would hide it)."""
     zones = {"imsDomain": ims_domain, "epcDomain": epc_domain}
     for outer_key, outer in zones.items():
-        labels = ["ns"] + [nf for nf in DEPLOYED_NFS + OPEN5GS_NFS if (nf in EPC_NFS) == (outer_key == "epcDomain")]
+        labels = ["ns"] + [nf for nf in DEPLOYED_NFS + OPEN5GS_NFS + OPTIONAL_NFS if (nf in EPC_NFS) == (outer_key == "epcDomain")]
         for inner_key, inner in zones.items():
             hidden = [label for label in labels if inner == f"{label}.{outer}"]
             if inner_key != outer_key and hidden:
@@ -617,7 +645,9 @@ def from_mapping(
     open5gs = _open5gs(v, mcc, mnc, errors) if v["open5gs"] else None
     nfs: dict[str, NetworkFunction] = {}
     seen_addresses: dict[str, str] = {}
-    for name in DEPLOYED_NFS + OPEN5GS_NFS:
+    # CGRateS is deployed with charging on (its plan is parsed, with its errors, further down).
+    charging_on = isinstance(v.get("charging"), Mapping) and v["charging"].get("enabled") is True
+    for name in DEPLOYED_NFS + OPEN5GS_NFS + OPTIONAL_NFS:
         if name == "pgw" and open5gs is None:
             continue
         domain = epc_domain if name in EPC_NFS else ims_domain
@@ -629,9 +659,15 @@ def from_mapping(
                 )
             seen_addresses[address] = name
         replicas, resources = 0, None
-        if name in DEPLOYED_NFS or open5gs is not None:
+        deployed = (
+            name in DEPLOYED_NFS
+            or (name in OPEN5GS_NFS and open5gs is not None)
+            or (name in OPTIONAL_NFS and charging_on)
+        )
+        if deployed:
             # One HSS, PCRF and PGW: their Diameter state and the UE pools live in one process.
-            one = name in ("valkey", *OPEN5GS_NFS)
+            # One CGRateS: live Ro sessions are in its memory.
+            one = name in ("valkey", *OPEN5GS_NFS, *OPTIONAL_NFS)
             replicas = 1 if one else _replicas(name, v[f"{name}Replicas"], errors)
             cpu, memory = v[f"{name}Cpu"] or "", v[f"{name}Memory"] or ""
             _check(bool(_CPU.match(cpu)), errors, f"{name}Cpu = {cpu!r}: must be a CPU quantity such as 250m or 1")
@@ -657,6 +693,19 @@ def from_mapping(
         )
     sizing = kamailio_sizing(v, errors)
     overload_control = overload(v, errors)
+    charging, cgrates = _charging(v, errors)
+    stordb_password = v.get("cgratesStorDbPassword") or None
+    if stordb_password is not None and secret_keys is not None and "cgratesStorDbPassword" not in secret_keys:
+        errors.append(
+            "cgratesStorDbPassword = <not shown>: set in plain text in the stack config file; remove it "
+            "(pulumi config rm cgratesStorDbPassword) to let the stack generate one, or set it with "
+            "pulumi config set --secret cgratesStorDbPassword <16+ characters>"
+        )
+    elif stordb_password is not None and len(stordb_password) < MIN_PASSWORD_LENGTH:
+        errors.append(
+            f"cgratesStorDbPassword = <secret of {len(stordb_password)} characters>: must be at least "
+            f"{MIN_PASSWORD_LENGTH} characters (or leave it empty: the stack generates one)"
+        )
 
     if errors:
         raise SettingsError(errors)
@@ -694,6 +743,30 @@ def from_mapping(
         else replace(open5gs, mongodb_password=secret(open5gs.mongodb_password)),
         kamailio=MappingProxyType(sizing),
         overload=overload_control,
+        charging=charging,
+        cgrates=cgrates,
+        cgrates_stordb_password=secret(stordb_password) if secret and stordb_password else stordb_password,
+    )
+
+
+def _charging(v: Mapping[str, Any], errors: list[str]) -> tuple[Charging, CgratesDeployment]:
+    """The `charging` plan and how CGRateS runs (images pinned, volume size a quantity)."""
+    charging = parse_charging(v.get("charging"), errors)
+    for key in ("cgratesStorDbImage", "cgratesLoaderImage"):
+        ref = v.get(key) or ""
+        _check(
+            bool(_PINNED_IMAGE.match(ref)) and not ref.endswith(":latest"),
+            errors,
+            f"{key} = {ref!r}: must be an image reference pinned to a version tag or @sha256 digest (not latest)",
+        )
+    storage = v.get("cgratesStorDbStorage") or ""
+    _check(
+        bool(_MEMORY.match(storage)), errors, f"cgratesStorDbStorage = {storage!r}: must be a Kubernetes quantity such as 1Gi"
+    )
+    return charging, CgratesDeployment(
+        stordb_image=v.get("cgratesStorDbImage") or "",
+        loader_image=v.get("cgratesLoaderImage") or "",
+        stordb_storage=storage,
     )
 
 

@@ -117,7 +117,9 @@ class Valkey(NetworkFunctionComponent):
             cluster_ip=settings.nf("valkey").address,
         )
         # Only its clients (components/interfaces.py) that this stack deploys.
-        self.clients = [c for c in valkey_clients() if c in DEPLOYED_NFS]
+        self.clients = [
+            c for c in valkey_clients() if c in DEPLOYED_NFS or (c == "cgrates" and settings.charging.enabled)
+        ]
         self.policy = self.network_policy(
             [
                 k8s.networking.v1.NetworkPolicyIngressRuleArgs(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned Go tools the engine tests need (Pulumi CLI, Python language
 # host, Kubernetes provider plugin, a kube control plane, etcd, kwok, CoreDNS,
-# FerretDB, actionlint) from the Go module proxy into a cache outside the repository.
+# FerretDB, actionlint, cgr-engine with its Diameter dictionaries) from the Go module proxy
+# into a cache outside the repository.
 # Idempotent: a tool whose binaries exist and whose stamp records the same pin
 # is skipped. Pins live in scripts/tool-versions.env.
 #
@@ -278,7 +279,21 @@ build_actionlint() {
       github.com/rhysd/actionlint/cmd/actionlint )
 }
 
-all_tools=(pulumi language-python python-dynamic-provider kubernetes-provider kube-control-plane kube-node kube-router etcd kwok coredns ferretdb actionlint)
+build_cgrates() {
+  local dir; dir=$(fresh_module cgrates)
+  ( cd "$dir"
+    # `go install ...@version` reads the module's version list, which the proxy refuses;
+    # requiring the release from a wrapper module needs only that version.
+    go get "github.com/cgrates/cgrates@$CGRATES_VERSION"
+    "${GO_BUILD[@]}" -o "$BIN/cgr-engine" -ldflags "$LDFLAGS_BASE" github.com/cgrates/cgrates/cmd/cgr-engine
+    # cgr-engine refuses to start without its Diameter dictionaries (dictionaries_path).
+    local src; src=$(module_dir "github.com/cgrates/cgrates@$CGRATES_VERSION")
+    rm -rf "$CACHE/share/cgrates" && mkdir -p "$CACHE/share/cgrates/diameter"
+    cp -r "$src/data/diameter/dict" "$CACHE/share/cgrates/diameter/dict"
+    chmod -R u+w "$CACHE/share/cgrates" )
+}
+
+all_tools=(pulumi language-python python-dynamic-provider kubernetes-provider kube-control-plane kube-node kube-router etcd kwok coredns ferretdb actionlint cgrates)
 tools=("$@")
 [ ${#tools[@]} -gt 0 ] || tools=("${all_tools[@]}")
 for t in "${tools[@]}"; do
@@ -303,6 +318,7 @@ for t in "${tools[@]}"; do
     coredns) run_build coredns "$COREDNS_VERSION" build_coredns coredns ;;
     ferretdb) run_build ferretdb "$FERRETDB_VERSION" build_ferretdb ferretdb ;;
     actionlint) run_build actionlint "$ACTIONLINT_VERSION" build_actionlint actionlint ;;
+    cgrates) run_build cgrates "$CGRATES_VERSION" build_cgrates cgr-engine ../share/cgrates/diameter/dict ;;
     *) echo "unknown tool: $t (known: ${all_tools[*]})" >&2; exit 2 ;;
   esac
 done

@@ -29,6 +29,7 @@ PACKAGES=(
   kamailio-extra-modules kamailio-utils-modules
   valkey-server valkey-tools rtpengine-daemon sip-tester
   busybox netbase socat ca-certificates
+  postgresql-17
 )
 # package=minor the root must carry (checked after every build and every reuse).
 WANTED=(

@@ -21,6 +21,7 @@ LOOPBACK_ADDRESSES = {
     "valkeyAddress": "127.0.0.30",
     "rtpengineAddress": "127.0.0.40",
     "corednsAddress": "127.0.0.53",
+    "cgratesAddress": "127.0.0.50",
 }
 TEST_VALKEY_PASSWORD = "loopback-valkey-password"
 TEST_MONGODB_PASSWORD = "loopback-mongodb-password"

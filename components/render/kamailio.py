@@ -46,6 +46,8 @@ SECRETS_FILE = "secrets.cfg"
 VENDOR_3GPP = 10415
 CX_APPLICATION = 16777216
 RX_APPLICATION = 16777236
+# Ro (TS 32.299) is the Diameter Credit-Control application, RFC 4006: application 4.
+RO_APPLICATION = 4
 
 # db_redis schemas each role reads (config/kamailio/db_redis/<table>).
 DB_TABLES = {
@@ -112,6 +114,8 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
         lines.append(f"#!substdef \"!HSS_REALM!{settings.nf('hss').realm}!g\"")
     if role in ("pcscf", "scscf"):
         lines.append(f"#!substdef \"!ICSCF_FQDN!{settings.nf('icscf').fqdn}!g\"")
+    if role == "scscf" and settings.charging.enabled:
+        lines += _charging_defines(settings)
     if role == "pcscf":
         lines.append(f"#!substdef \"!MW_PORT!{MW_PORT}!g\"")
         lines.append(f'#!define RTPENGINE_SOCK "udp:{_host(settings, "rtpengine")}:{render_rtpengine.NG_PORT}"')
@@ -139,6 +143,22 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
     return "\n".join(lines) + "\n"
 
 
+def _charging_defines(settings: Settings) -> list[str]:
+    """ims_charging towards CGRateS: its peer, the Service-Context-Id parts, and what to do
+    with a call when CGRateS cannot be asked."""
+    cgrates = settings.nf("cgrates")
+    lines = [
+        "#!define WITH_CHARGING",
+        f"#!substdef \"!CGRATES_FQDN!{cgrates.fqdn}!g\"",
+        f"#!substdef \"!CGRATES_REALM!{cgrates.realm}!g\"",
+        f'#!define RO_MCC "{settings.mcc}"',
+        f'#!define RO_MNC "{settings.mnc}"',
+    ]
+    if settings.charging.when_unreachable == "allow":
+        lines.append("#!define CHARGING_ALLOW_WHEN_UNREACHABLE")
+    return lines
+
+
 def ipsec_ports() -> list[tuple[str, int]]:
     """(name, port) of every protected port the P-CSCF opens: client ports, then server ports."""
     return [
@@ -157,6 +177,16 @@ def diameter_xml(settings: Settings, role: str, *, bind_address: bool = False) -
     peer_name, app = ("pcrf", RX_APPLICATION) if role == "pcscf" else ("hss", CX_APPLICATION)
     peer = settings.nf(peer_name)
     bind = f" bind={quoteattr(nf.address)}" if bind_address and nf.address else ""
+    ro_peer, ro_app, routes = "", "", ""
+    if role == "scscf" and settings.charging.enabled:
+        # Ro to CGRateS, advertised as an Auth application only: CGRateS' Diameter library
+        # refuses a CER that names application 4 as accounting (its dictionary says auth).
+        cgrates = settings.nf("cgrates")
+        ro_peer = f'\n\t<Peer FQDN={quoteattr(cgrates.fqdn)} Realm={quoteattr(cgrates.realm)} port="{DIAMETER_PORT}"/>'
+        ro_app = f'\n\t<Auth id="{RO_APPLICATION}" vendor="0"/>\n\t<Auth id="{RO_APPLICATION}" vendor="{VENDOR_3GPP}"/>'
+        routes = f'\n\t<Realm name={quoteattr(cgrates.realm)}>\n\t\t<Route FQDN={quoteattr(cgrates.fqdn)} metric="10"/>\n\t</Realm>'
+        if cgrates.realm == peer.realm:
+            raise ValueError(f"the CGRateS realm {cgrates.realm!r} must differ from the {peer_name} realm")
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <!-- Rendered from the stack settings for the {role}; do not edit. -->
 <DiameterPeer
@@ -174,13 +204,13 @@ def diameter_xml(settings: Settings, role: str, *, bind_address: bool = False) -
 	DefaultAuthSessionTimeout="3600"
 	MaxAuthSessionTimeout="3600">
 
-	<Peer FQDN={quoteattr(peer.fqdn)} Realm={quoteattr(peer.realm)} port="{DIAMETER_PORT}"/>
+	<Peer FQDN={quoteattr(peer.fqdn)} Realm={quoteattr(peer.realm)} port="{DIAMETER_PORT}"/>{ro_peer}
 
 	<Acceptor port="{DIAMETER_PORT}"{bind}/>
 
-	<Auth id="{app}" vendor="{VENDOR_3GPP}"/>
+	<Auth id="{app}" vendor="{VENDOR_3GPP}"/>{ro_app}
 	<SupportedVendor vendor="{VENDOR_3GPP}"/>
-
+{routes}
 	<DefaultRoute FQDN={quoteattr(peer.fqdn)} metric="10"/>
 </DiameterPeer>
 """

@@ -35,8 +35,8 @@ ENGINE_TOOLS = (
     "kwokctl",
 )
 # What a real cluster's storage offers: a default StorageClass whose claims may grow, and one
-# volume of it for each claim (Valkey, MongoDB, spares; no provisioner runs here, so the volumes are made
-# up front).
+# volume of it for each claim the tests make (Valkey, MongoDB, with charging on the CGRateS
+# StorDB, a spare); no provisioner runs here, so the volumes are made up front.
 STORAGE_CLASS = "engine-expandable"
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "config", "dockerfiles")
 PASSPHRASE = "engine-tier-passphrase"

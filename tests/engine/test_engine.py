@@ -212,6 +212,43 @@ def test_bad_config_fails_with_our_message_and_changes_nothing(workspace):
     workspace.pulumi("preview", "--expect-no-changes")
 
 
+CHARGING_PATHS = (
+    ("charging.enabled", "true", "bool"),
+    ("charging.destinations[0].name", "national", "string"),
+    ("charging.destinations[0].prefixes[0]", "+4930", "string"),
+    ("charging.destinations[0].pricePerMinute", "0.1", "float"),
+    ("charging.destinations[0].incrementSeconds", "60", "int"),
+    ("charging.balances[0].subscriber", "001010000000001", "string"),
+    ("charging.balances[0].amount", "5", "float"),
+)
+
+
+def test_charging_on_previews_and_comes_up(workspace):
+    for path, value, kind in CHARGING_PATHS:
+        workspace.pulumi("config", "set", "--path", path, value, "--type", kind)
+    workspace.pulumi("config", "set", "--secret", "cgratesStorDbPassword", "engine-stordb-password-01")
+    diff = changed(workspace.preview_steps())
+    expected = {"cgrates-deployment", "cgrates-stordb-statefulset", "cgrates-loader", "cgrates-plan", "cgrates-config"}
+    assert expected <= set(diff), diff
+    workspace.timed("up with charging", "up", "--yes", "--skip-preview")
+    assert available(workspace, "cgrates") == (1, 1)
+    status, sts = workspace.api("GET", f"/apis/apps/v1/namespaces/{NS}/statefulsets/cgrates-stordb")
+    assert status == 200 and sts["status"].get("readyReplicas") == 1, sts.get("status")
+    status, jobs = workspace.api("GET", f"/apis/batch/v1/namespaces/{NS}/jobs")
+    (job,) = [j for j in jobs["items"] if j["metadata"]["name"].startswith("cgrates-loader")]
+    assert job["status"].get("succeeded") == 1, job.get("status")
+    workspace.pulumi("preview", "--expect-no-changes")
+
+
+def test_tariff_change_previews_only_the_plan_and_the_loader_job(workspace):
+    workspace.pulumi("config", "set", "--path", "charging.destinations[0].pricePerMinute", "0.2", "--type", "float")
+    diff = changed(workspace.preview_steps())
+    assert set(diff) == {"cgrates-plan", "cgrates-loader"}, diff
+    for name in diff:
+        assert diff[name] & {"replace", "create-replacement"}, f"{name}: {diff[name]}"
+    workspace.pulumi("up", "--yes", "--skip-preview")
+
+
 def test_a_valkey_password_in_plain_text_is_refused(workspace):
     workspace.pulumi("config", "set", "valkeyPassword", "plain-text-password-12345")
     try:

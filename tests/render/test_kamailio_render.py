@@ -32,6 +32,12 @@ STACKS = {
     "ipsec-rx-off": lambda: stack_settings("plain", pcscfIpsec=False, pcscfRx=False),
     "ipsec-host-network": lambda: stack_settings("ipsec", pcscfIpsec=True, pcscfGmExposure="hostNetwork"),
     "loopback": lambda: loopback_settings(),
+    # The S-CSCF with ims_charging and the Ro peer (CGRateS).
+    "charging": lambda: stack_settings(
+        "charging",
+        charging={"enabled": True, "destinations": [{"name": "all", "prefixes": ["+"], "pricePerMinute": 0.1}]},
+        cgratesStorDbPassword="render-stordb-password",
+    ),
 }
 
 

@@ -16,7 +16,8 @@ def settings(**config):
 
 def test_every_key_in_pulumi_yaml_is_typed_and_described():
     for key, spec in SCHEMA.items():
-        assert spec.get("type") in ("string", "integer", "boolean", "array"), key
+        # The types Pulumi's project schema allows (sdk/go/common/workspace/project.json).
+        assert spec.get("type") in ("string", "integer", "boolean", "array", "object"), key
         assert spec.get("description"), f"{key} has no description"
         assert "default" in spec or spec.get("secret"), f"{key} has neither a default nor is a required secret"
 
