@@ -318,18 +318,19 @@ def test_a_colliding_host_port_would_not_be_scheduled(delivery):
 
 def test_pr_preview_comment_carries_the_diff(delivery, tmp_path):
     delivery.ensure(501)
-    delivery.pulumi("config", "set", "--stack", "pr-501", "pcscfReplicas", "2")
+    # A change a reviewer would see: one more IMS DNS pod (the CSCFs allow one replica each).
+    delivery.pulumi("config", "set", "--stack", "pr-501", "corednsReplicas", "3")
     body = tmp_path / "comment.md"
     argv = [sys.executable, "-m", "delivery.preview", "--stack", "pr-501", "--project", str(delivery.project)]
     result = delivery.run([*argv, "--comment", str(body)], cwd=ROOT, label="PR preview")
     text = body.read_text()
     assert text.startswith("<!-- ims-core-preview:pr-501 -->\n### ✅ `pulumi preview --diff` of stack `pr-501`"), text
-    assert re.search(r"~ kubernetes:apps/v1:Deployment: \(update\)\n\s+\[id=ims-pr-501/pcscf\]", text), text
-    assert re.search(r"~ replicas\s*: 1 => 2", text), text
+    assert re.search(r"~ kubernetes:apps/v1:Deployment: \(update\)\n\s+\[id=ims-pr-501/coredns\]", text), text
+    assert re.search(r"~ replicas\s*: 1 => 3", text), text  # the ephemeral template runs one
     assert re.search(r"1 to update", text), text
     assert re.search(r"ims-core\|local\|\S*ims-core-policy\s+0\.1\.0", text) and "[mandatory]" not in text, text
     assert result.stdout.strip() in text
-    delivery.pulumi("config", "rm", "--stack", "pr-501", "pcscfReplicas")
+    delivery.pulumi("config", "rm", "--stack", "pr-501", "corednsReplicas")
 
 
 def test_pr_preview_comment_of_a_policy_violation_fails(delivery, tmp_path):
