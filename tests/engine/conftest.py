@@ -35,8 +35,9 @@ ENGINE_TOOLS = (
     "kwokctl",
 )
 # What a real cluster's storage offers: a default StorageClass whose claims may grow, and one
-# volume of it for each claim the tests make (Valkey, MongoDB, with charging on the CGRateS
-# StorDB, a spare); no provisioner runs here, so the volumes are made up front.
+# volume of it for each claim the session's stacks make (Valkey, MongoDB and, with charging on,
+# the CGRateS StorDB, for the engine stack, the ephemeral stacks and the dev stack; a released
+# volume is not reused); no provisioner runs here, so the volumes are made up front.
 STORAGE_CLASS = "engine-expandable"
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "config", "dockerfiles")
 PASSPHRASE = "engine-tier-passphrase"
@@ -144,7 +145,7 @@ def storage(workdir: Path) -> list[tuple[str, dict]]:
                 "persistentVolumeReclaimPolicy": "Retain",
             },
         }
-        for i in range(4)
+        for i in range(24)
     ]
     return [("/apis/storage.k8s.io/v1/storageclasses", storage_class)] + [
         ("/api/v1/persistentvolumes", volume) for volume in volumes
