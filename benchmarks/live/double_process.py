@@ -9,7 +9,7 @@ reads its CPU by PID. The double itself is unchanged (tests/doubles/), and so is
 answers.
 
 The parent keeps the small part of the double's interface the live fixtures use:
-`wait_for_peer`, `clear_requests`, `errors`, `stop`, and `pid`.
+`wait_for_peer`, `clear_requests`, `errors`, `take_errors`, `stop`, and `pid`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def _serve(factory: Callable[[], Any], ns: NetNamespace, conn) -> None:
                 conn.send(("ok", None))
             elif command == "errors":
                 conn.send(("ok", list(double.errors)))
+            elif command == "take_errors":
+                conn.send(("ok", double.take_errors()))
             elif command == "stop":
                 double.stop()
                 conn.send(("ok", None))
@@ -79,6 +81,10 @@ class DoubleProcess:
     @property
     def errors(self) -> list[str]:
         return self._call("errors")
+
+    def take_errors(self) -> list[str]:
+        """Return and forget the double's failures so far (the live tier's error check calls it)."""
+        return self._call("take_errors")
 
     def stop(self) -> None:
         if self._process.is_alive():
