@@ -39,6 +39,10 @@ IPSEC_PORT_PAIRS = 4
 POD_IP_ENV = "POD_IP"
 
 CONFIG_DIR = "/etc/kamailio"
+# The ctl module's binrpc socket, as kamailio.cfg defines it unless defines.cfg overrides it.
+CTL_SOCKET = "unix:/run/kamailio/kamailio_ctl"
+# Where the image installs the readiness probe (dockerfiles/kamailio/cscf-ready-probe).
+READY_PROBE = "/usr/local/bin/cscf-ready-probe"
 SHIPPED = ROOT / "config" / "kamailio"
 SECRETS_FILE = "secrets.cfg"
 
@@ -214,6 +218,23 @@ def diameter_xml(settings: Settings, role: str, *, bind_address: bool = False) -
 	<DefaultRoute FQDN={quoteattr(peer.fqdn)} metric="10"/>
 </DiameterPeer>
 """
+
+
+def readiness_peers(settings: Settings, role: str) -> tuple[str, ...]:
+    """Diameter identities a role must have an open connection with before it takes traffic:
+    the HSS for the I-/S-CSCF (Cx), the PCRF for the P-CSCF when Rx is on. Not CGRateS: with
+    Ro down `charging.whenUnreachable` decides per call, and an S-CSCF out of its Service
+    would lose every registration's traffic instead."""
+    _check_role(role)
+    if role == "pcscf":
+        return (settings.nf("pcrf").fqdn,) if settings.pcscf_rx else ()
+    return (settings.nf("hss").fqdn,)
+
+
+def readiness_command(settings: Settings, role: str, *, ctl_socket: str = CTL_SOCKET) -> list[str]:
+    """The readiness probe's command (dockerfiles/kamailio/cscf-ready-probe): SIP OPTIONS to the
+    pod's own Kamailio, then cdp's peer states over the ctl socket."""
+    return [READY_PROBE, "127.0.0.1", str(SIP_PORT), ctl_socket, *readiness_peers(settings, role)]
 
 
 def render(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind_address: bool = False) -> dict[str, str]:
