@@ -82,11 +82,11 @@ def scscf_alone(live_settings, tmp_path_factory):
         ns.destroy()
 
 
-def probe(live_settings, ns, config_dir, applets) -> subprocess.CompletedProcess:
+def probe(live_settings, ns, config_dir, applets, role: str = ROLE) -> subprocess.CompletedProcess:
     """The rendered readiness command, with the image's paths mapped to this test's."""
-    command = render_kamailio.readiness_command(live_settings, ROLE, ctl_socket=f"unix:{config_dir / 'kamailio_ctl'}")
+    command = render_kamailio.readiness_command(live_settings, role, ctl_socket=f"unix:{config_dir / 'kamailio_ctl'}")
     assert command[0] == render_kamailio.READY_PROBE
-    command[1] = live_settings.nf(ROLE).address  # the loopback profile binds the S-CSCF's own address
+    command[1] = live_settings.nf(role).address  # the loopback profile binds each role's own address
     inside = ["/usr/bin/env", f"PATH={applets}:/usr/sbin:/usr/bin:/bin", "sh", str(applets / "cscf-ready-probe"), *command[1:]]
     return subprocess.run(ns.prefix() + debian_root.command(inside), capture_output=True, text=True, timeout=20)
 
@@ -131,3 +131,13 @@ def test_scscf_is_ready_only_while_its_hss_peer_is_open(live_settings, scscf_alo
     gone, seconds = wait_probe(live_settings, ns, config_dir, applets, 1, OPEN_WITHIN)
     assert gone.returncode == 1 and f"Diameter peer {hss_fqdn}:" in gone.stderr, gone.stderr
     assert hss.take_errors() == []
+
+
+def test_every_role_of_the_running_core_is_ready_with_its_peers_open(live_settings, core, applets):
+    """The live core (P-CSCF with Rx to the PCRF double, I-/S-CSCF with Cx to the HSS double):
+    the rendered probe of each role finds its peer by the name cdp lists and passes."""
+    for role in ("pcscf", "icscf", "scscf"):
+        # One peer each: Rx for the P-CSCF (on in the live profile), Cx for the others.
+        assert len(render_kamailio.readiness_peers(live_settings, role)) == 1, role
+        result = probe(live_settings, core.ns, core.workdir / role, applets, role)
+        assert result.returncode == 0, f"{role}: {result.stderr}"
