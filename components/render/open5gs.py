@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from .. import ifc as ifc_config
 from ..settings import ROOT, Settings
 from . import kamailio as render_kamailio
 
@@ -235,6 +236,7 @@ def subscribers_json(settings: Settings) -> str:
                         "uplink": [s.ambr_uplink.value, s.ambr_uplink.unit],
                         "downlink": [s.ambr_downlink.value, s.ambr_downlink.unit],
                     },
+                    "ifcs": ifc_config.as_json(s.ifcs),
                 }
                 for s in subs
             ],
