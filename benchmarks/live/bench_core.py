@@ -19,6 +19,7 @@ import time
 import pytest
 
 from benchmarks.live import load, mariadb, procs
+from benchmarks.live.gauges import CscfGauges
 from benchmarks.live.double_process import DoubleProcess
 from components.render import kamailio as render_kamailio
 from components.settings import CSCF_ROLES
@@ -116,35 +117,6 @@ def _footprint(core) -> dict[str, float]:
     return {name: procs.pss_mb(procs.tree_pids(pgid)) for name, pgid in _groups(core).items()}
 
 
-class PcscfPending:
-    """Largest count of P-CSCF transactions awaiting their final answer during a step (what
-    the overload limit compares), read twice a second over the control socket."""
-
-    def __init__(self, core):
-        self.core, self.peak, self._stop = core, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-pending", daemon=True)
-        socket = core.workdir / "pcscf" / "kamailio_ctl"
-        self.argv = debian_root.command(["kamcmd", "-s", f"unix:{socket}", "stats.get_statistics", "active_transactions"])
-
-    def _run(self) -> None:
-        import re
-        import subprocess
-
-        while not self._stop.wait(0.5):
-            out = subprocess.run(self.argv, capture_output=True, text=True, timeout=5).stdout
-            match = re.search(r"active_transactions = (\d+)", out)
-            if match:
-                self.peak = max(self.peak, int(match.group(1)))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 class PeakPss:
     """Largest PSS of each daemon while a load step runs (sampled every second)."""
 
@@ -172,9 +144,9 @@ def _step(core, workdir, rate: int, meter_groups=None):
     meter = procs.CpuMeter(meter_groups or _groups(core), {})
     before = _log_events(core)
     meter.start()
-    with PeakPss(core) as peak, PcscfPending(core) as pending:
+    with PeakPss(core) as peak, CscfGauges(core) as gauges:
         result = load.run_step(core.ns, workdir, target, ues, core.settings.ims_domain, rate, SECONDS)
-    result.events["P-CSCF pending transactions, peak"] = pending.peak
+    result.gauges = gauges
     spent, _ = meter.stop()
     after = _log_events(core)
     result.events.update(
@@ -226,7 +198,10 @@ def _log_events(core) -> dict[str, int]:
 
 def _events_line(result) -> str:
     events = getattr(result, "events", {})
-    return ("   core: " + ", ".join(f"{k} x{v}" for k, v in sorted(events.items()))) if events else ""
+    lines = [result.gauges.line()] if getattr(result, "gauges", None) else []
+    if events:
+        lines.append("   logged: " + ", ".join(f"{k} x{v}" for k, v in sorted(events.items())))
+    return "\n".join(lines)
 
 
 def _target(core) -> str:
