@@ -216,6 +216,14 @@ def _cpu_line(cpu: dict[str, float]) -> str:
     )
 
 
+def _keep_log(core, role: str, tag: str) -> None:
+    """Keep a CSCF's log before it is restarted (a restart truncates it): what it logged
+    during a storm is the reason for the figures."""
+    log = core.kamailio[role].log
+    if log.exists():
+        log.rename(log.with_name(f"kamailio-{role}.{tag}.log"))
+
+
 def _restart_pcscf(core, **overrides) -> None:
     """Re-render the P-CSCF's config with stack-config `overrides` and restart it."""
     overrides = {**PCSCF, **overrides}
@@ -226,6 +234,7 @@ def _restart_pcscf(core, **overrides) -> None:
     for rel, text in files.items():
         (config_dir / rel).write_text(text, encoding="utf-8")
     core.kamailio["pcscf"].stop()
+    _keep_log(core, "pcscf", f"before-{'-'.join(f'{k}={v}' for k, v in overrides.items()) or 'defaults'}")
     started = time.monotonic()
     core.start_cscf("pcscf")
     contacts = int(core.valkey.cli("pcscf", "DBSIZE").strip() or 0)
@@ -239,6 +248,7 @@ def _recover(core) -> None:
     peers = {role: _cx_peer_lost(core, role) for role in ("icscf", "scscf")}
     for role in ("scscf", "icscf"):
         core.kamailio[role].stop()
+        _keep_log(core, role, "storm")
         core.start_cscf(role)
     _restart_pcscf(core)
     lost = [role for role, gone in peers.items() if gone]
@@ -306,6 +316,7 @@ def bench_registrations(core, workdir):
         print(_events_line(result))
     share = 100 * result.completed_per_s / knee
     print(f"with overload control: {result.completed_per_s:.0f}/s completed = {share:.0f} % of the knee (goal >= 90 %)")
+    _pending_bound(result, settings.overload.pending_limit, settings.kamailio["pcscf"].workers)
     for limit in LIMIT_SWEEP:
         _restart_pcscf(core, pcscfOverloadPendingLimit=limit)
         result, cpu, _ = _step(core, workdir / f"overload-{limit}", over)
@@ -327,6 +338,19 @@ def bench_registrations(core, workdir):
         up = startup.get(name)
         up_text = "-" if up is None else f"{up:.2f} s"
         print(f"   {name:<18} {idle[name]:7.1f} / {load_pss.get(name, 0.0):7.1f}   start-up {up_text}")
+
+
+def _pending_bound(result, limit: int, workers: int) -> None:
+    """The P-CSCF's pending transactions against the limit and the bound the gauges allow:
+    new attempts stop at the limit, challenge answers at 4x it, and each of the 2 x workers
+    UDP workers can have one request past the check but not yet a transaction."""
+    peak = result.gauges.roles["pcscf"].active_max
+    bound = 4 * limit + 2 * workers
+    print(
+        f"   P-CSCF pending transactions: peak {peak} (sampled every 0.5 s) against the limit {limit}; "
+        f"bound {bound} = 4 x {limit} for challenge answers + {2 * workers} workers mid-request"
+        + ("" if peak <= bound else "  ** PAST THE BOUND **")
+    )
 
 
 def _pike() -> str:
