@@ -33,9 +33,9 @@ UDP_SOCKETS = {"pcscf": 2, "icscf": 1, "scscf": 1}
 # A full IMS-AKA registration is two REGISTER transactions at each CSCF, and the P-CSCF
 # admits at most pcscfOverloadRegisterRate of them per second, so each pool must hold
 #   SHM_BASE_MB + 2 x rate x SHM_HOLD_SECONDS x SHM_KB_PER_TRANSACTION.
-# Measured: an idle S-CSCF with 1000 registered users uses 12-17 MB; at 200 registrations/s
-# the S-CSCF held 1950-2520 transactions and 44-61 MB with about 200/s admitted (its 64 MB ran
-# out at 300/s offered, when the rate gauge did not count).
+# Measured: an idle S-CSCF with 1000 registered users uses 12-17 MB; with about 200
+# registrations/s admitted it held 1950-2520 transactions and 44-61 MB (its 64 MB ran out at
+# 300/s offered, when the P-CSCF's rate gauge did not count).
 SHM_BASE_MB = 16
 SHM_KB_PER_TRANSACTION = 24
 # tm's wait timer plus the registration's own time through the core under load.
