@@ -113,7 +113,11 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
     if role == "pcscf" and settings.overload is not None:
         lines.append(f"#!define OVERLOAD_REGISTER_RATE {settings.overload.register_rate}")
         lines.append(f"#!define OVERLOAD_PENDING_LIMIT {settings.overload.pending_limit}")
+    if settings.overload is not None:
         lines.append(f"#!define OVERLOAD_RETRY_AFTER {settings.overload.retry_after}")
+    if settings.kamailio:
+        # Every CSCF sheds new work before its shared pool runs out (route/overload.cfg).
+        lines.append(f"#!define OVERLOAD_SHM_FREE {settings.kamailio[role].shed_free_bytes()}")
     if role in ("icscf", "scscf"):
         lines.append(f"#!substdef \"!HSS_REALM!{settings.nf('hss').realm}!g\"")
     if role in ("pcscf", "scscf"):

@@ -235,6 +235,7 @@ class Users:
     mallory: sipp.Ue  # not provisioned in the HSS
     dave: sipp.Ue  # provisioned; test_isc gives him an iFC towards its application server
     erin: sipp.Ue  # provisioned; test_registration_expiry lets her registration lapse
+    grace: sipp.Ue  # provisioned; test_registration_expiry registers and at once de-registers her
     all: list[sipp.Ue] = field(default_factory=list)
 
 
@@ -255,8 +256,9 @@ def users(live_settings) -> Users:
         mallory=ue("mallory", 4, "mallory-secret04"),
         dave=ue("dave", 5, "dave-secret-key5"),
         erin=ue("erin", 6, "erin-secret-key6"),
+        grace=ue("grace", 7, "grace-secret-k07"),
     )
-    u.all = [u.alice, u.bob, u.carol, u.mallory, u.dave, u.erin]
+    u.all = [u.alice, u.bob, u.carol, u.mallory, u.dave, u.erin, u.grace]
     return u
 
 
@@ -272,7 +274,7 @@ def hss(live_settings, netns, users) -> CxHssTestDouble:
     nf = live_settings.nf("hss")
     subscribers = [
         Subscriber(impi=u.impi, k=u.k.encode(), op=u.op.encode(), amf=u.amf.encode(), impus=[u.impu, *u.aliases])
-        for u in (users.alice, users.bob, users.carol, users.dave, users.erin)
+        for u in (users.alice, users.bob, users.carol, users.dave, users.erin, users.grace)
     ]
     double = CxHssTestDouble(
         subscribers,
