@@ -18,8 +18,10 @@ import pulumi_kubernetes as k8s
 
 from . import policy
 from .base import NON_ROOT_UID, DeployContext, NetworkFunctionComponent, non_root_security_context
+from .images import rtpengine_image
 from .interfaces import uses
 from .render import kamailio as render_kamailio
+from .render import rtpengine as render_rtpengine
 from .render import startup
 from .settings import CSCF_ROLES
 
@@ -175,13 +177,32 @@ class Cscf(NetworkFunctionComponent):
         )
 
     def init_containers(self) -> list[k8s.core.v1.ContainerArgs]:
-        """The IMS DNS first (every role resolves names at start), then Valkey for its clients."""
+        """The IMS DNS first (every role resolves names at start), then Valkey for its clients,
+        then the P-CSCF's media relay."""
         waits = []
         if self.ctx.resolver is not None:
             waits.append(self.dns_init_container())
         if self.valkey_client:
             waits.append(self.valkey_init_container())
+        if self.nf == "pcscf":
+            waits.append(self.rtpengine_init_container())
         return waits
+
+    def rtpengine_init_container(self) -> k8s.core.v1.ContainerArgs:
+        """Waits until rtpengine answers an NG ping at the address the P-CSCF's config names: a
+        P-CSCF whose start-up ping is lost keeps the relay disabled and refuses calls (503)."""
+        host = render_kamailio.rtpengine_host(self.settings)
+        return k8s.core.v1.ContainerArgs(
+            name="wait-for-rtpengine",
+            # The rtpengine image: its NG probe script and socat (the Kamailio image has neither).
+            image=self.ctx.images.reference(rtpengine_image(self.settings)),
+            command=["sh", "-c", startup.wait_for_rtpengine(host, render_rtpengine.NG_PORT)],
+            security_context=non_root_security_context(),
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": "10m", "memory": "16Mi"}, limits={"memory": "32Mi"}
+            ),
+            termination_message_policy="FallbackToLogsOnError",
+        )
 
     def deployment_for(self, container: k8s.core.v1.ContainerArgs, config: k8s.core.v1.VolumeArgs):
         pod = k8s.core.v1.PodSpecArgs(

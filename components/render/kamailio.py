@@ -80,6 +80,11 @@ def _host(settings: Settings, name: str) -> str:
     return nf.address or nf.fqdn
 
 
+def rtpengine_host(settings: Settings) -> str:
+    """Where the P-CSCF sends NG commands (RTPENGINE_SOCK), for the pod's start-up wait too."""
+    return _host(settings, "rtpengine")
+
+
 def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind_address: bool = False) -> str:
     """The rendered `defines.cfg`: the only environment values the shipped cfg reads.
 
@@ -126,7 +131,7 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
         lines += _charging_defines(settings)
     if role == "pcscf":
         lines.append(f"#!substdef \"!MW_PORT!{MW_PORT}!g\"")
-        lines.append(f'#!define RTPENGINE_SOCK "udp:{_host(settings, "rtpengine")}:{render_rtpengine.NG_PORT}"')
+        lines.append(f'#!define RTPENGINE_SOCK "udp:{rtpengine_host(settings)}:{render_rtpengine.NG_PORT}"')
         # The rtpengine module's flags for offer/answer (media anchoring, transcoding).
         lines.append(f'#!define RTPENGINE_FLAGS "{" ".join(render_rtpengine.offer_flags(settings))}"')
         if settings.pcscf_ipsec:

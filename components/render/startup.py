@@ -87,3 +87,23 @@ def wait_for_valkey(host: str, port: int, secret: str, deadline: int = DEADLINE_
         ),
         deadline,
     )
+
+
+def wait_for_rtpengine(host: str, port: int, deadline: int = DEADLINE_SECONDS) -> str:
+    """Waits until rtpengine answers an NG `ping` with `pong` through the address the P-CSCF
+    uses (its Service), with the rtpengine image's own probe script (rtpengine-ng-ping). Kamailio
+    pings its relay at start and, when that ping is lost, keeps the relay disabled: calls got
+    503 on the node tier when the P-CSCF pod started before rtpengine's."""
+    check = (
+        f"  if reply=$(rtpengine-ng-ping {shlex.quote(host)} {port} 2>&1); "
+        "then echo 'rtpengine answers'; break; fi"
+    )
+    return _loop(
+        check,
+        shlex.quote(f"waiting for rtpengine at {host}:{port} to answer an NG ping"),
+        shlex.quote(
+            f"gave up after {deadline}s: rtpengine at {host}:{port} does not answer an NG ping; "
+            "check the rtpengine pod (kubectl get pods -l app.kubernetes.io/name=rtpengine) and its log"
+        ),
+        deadline,
+    )

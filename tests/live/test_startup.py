@@ -11,16 +11,20 @@ message saying where to look.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import pytest
 
+from components.render import rtpengine as render_rtpengine
 from components.render import startup
 from components.render.valkey import VALKEY_PORT
 from tests import debian_root
 from tests.profiles import TEST_VALKEY_PASSWORD
+from tests.tooling import ROOT
 
 SECRET = "valkey-auth-abc123"
+RTPENGINE_PING = ROOT / "dockerfiles" / "rtpengine" / "alpine" / "rtpengine-ng-ping"
 # An address in the namespace's loopback range where nothing listens.
 NOTHING_THERE = "127.0.0.254"
 
@@ -31,10 +35,12 @@ def applets() -> str:
     debian_root.require()
     path = f"/tmp/ims-startup-applets-{os.getpid()}"
     os.makedirs(path, exist_ok=True)
-    for applet in ("sh", "date", "tr", "sleep", "nslookup", "echo"):
+    for applet in ("sh", "date", "tr", "sleep", "nslookup", "echo", "printf"):
         link = os.path.join(path, applet)
         if not os.path.lexists(link):
             os.symlink("/usr/bin/busybox", link)
+    # The rtpengine image's NG probe (socat from the root), as the P-CSCF's rtpengine wait runs it.
+    shutil.copy(RTPENGINE_PING, os.path.join(path, "rtpengine-ng-ping"))
     yield path
     for name in os.listdir(path):
         os.unlink(os.path.join(path, name))
@@ -90,3 +96,18 @@ def test_valkey_wait_gives_up_at_the_deadline(netns, applets):
     result = run_script(netns, applets, script, TEST_VALKEY_PASSWORD)
     assert result.returncode == startup.EXIT_TIMEOUT, result.stdout + result.stderr
     assert f"gave up after 3s: Valkey at {NOTHING_THERE}:{VALKEY_PORT} does not answer" in result.stderr
+
+
+def test_rtpengine_wait_ends_on_an_ng_pong(live_settings, netns, rtpengine, applets):
+    host = live_settings.nf("rtpengine").address
+    result = run_script(netns, applets, startup.wait_for_rtpengine(host, render_rtpengine.NG_PORT, 10))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rtpengine answers" in result.stdout
+
+
+def test_rtpengine_wait_gives_up_at_the_deadline_and_says_where_to_look(netns, applets):
+    result = run_script(netns, applets, startup.wait_for_rtpengine(NOTHING_THERE, render_rtpengine.NG_PORT, 3))
+    assert result.returncode == startup.EXIT_TIMEOUT, result.stdout + result.stderr
+    port = render_rtpengine.NG_PORT
+    assert f"gave up after 3s: rtpengine at {NOTHING_THERE}:{port} does not answer an NG ping" in result.stderr
+    assert "kubectl get pods -l app.kubernetes.io/name=rtpengine" in result.stderr

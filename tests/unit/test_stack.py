@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from components.settings import CSCF_ROLES
 from tests.unit.conftest import container, pod_spec, resolve, run_program
@@ -214,10 +215,16 @@ def test_icscf_seeds_its_tables_into_its_valkey_database_before_starting(dev_run
     config = dev_run.mocks.named("icscf-config").inputs["data"]
     rows = config["seed__icscf-tables.valkey"].splitlines()
     assert rows[0].startswith('"HSET" "s_cscf:entry::1"') and '"sip:scscf.ims.mnc001.mcc001.3gppnetwork.org:5060"' in rows[0]
-    _, wait = pod_spec(dev_run.mocks.named("pcscf-deployment"))["initContainers"]
+    _, wait, relay = pod_spec(dev_run.mocks.named("pcscf-deployment"))["initContainers"]
     assert wait["name"] == "wait-for-valkey"
     script = resolve(wait["command"][-1])
     assert "valkey-cli --no-auth-warning -h valkey." in script and " -n " not in script
+    # Then the P-CSCF's media relay, at the address its config sends NG commands to.
+    assert relay["name"] == "wait-for-rtpengine"
+    defines = dev_run.mocks.named("pcscf-config").inputs["data"]["defines.cfg"]
+    host = re.search(r'RTPENGINE_SOCK "udp:([^:]+):2223"', defines).group(1)
+    assert f"rtpengine-ng-ping {host} 2223" in relay["command"][-1]
+    assert "rtpengine-alpine" in resolve(relay["image"])
     # The S-CSCF uses no Valkey: it waits only for the IMS DNS.
     (only,) = pod_spec(dev_run.mocks.named("scscf-deployment"))["initContainers"]
     assert only["name"] == "wait-for-ims-dns"

@@ -1,4 +1,7 @@
-"""A restarted P-CSCF talks to rtpengine as a new client, not as the pod it replaces.
+"""The P-CSCF's control link to rtpengine (NG) across restarts: what a pod replacement or a
+start before rtpengine does to calls.
+
+A restarted P-CSCF talks to rtpengine as a new client, not as the pod it replaces.
 
 Kamailio's rtpengine module tags every NG command with a cookie made of server_id, the process
 id and a per-process counter from 0. rtpengine keeps the replies of recent cookies and answers a
@@ -14,9 +17,11 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import time
 
 from components.render import rtpengine as render_rtpengine
+from tests.live import sipp
 from tests.live.ng_client import bdecode, bencode
 
 DUPLICATE = "as a duplicate"
@@ -72,3 +77,41 @@ def test_a_pcscf_restarted_with_the_same_process_ids_sends_fresh_ng_cookies(core
     # server_id, the same cookies).
     assert pingers[0] and pingers[0] == pingers[1], pingers
     assert core.rtpengine.log().count(DUPLICATE) == duplicates_before, core.rtpengine.log()[-2000:]
+
+
+def test_a_pcscf_that_lost_its_start_up_ping_serves_calls_once_rtpengine_answers(core):
+    """rtpengine unreachable while the P-CSCF starts: the start-up ping is lost and the relay is
+    disabled until the module's ping timer pings it again. The P-CSCF's timer runs every 5 s, so
+    calls go through within seconds of rtpengine answering, not after the module's default
+    minute of 503s. (The pod also waits for rtpengine before Kamailio starts: components/cscf.py,
+    wait-for-rtpengine.)"""
+    drop = ["-p", "udp", "-d", core.rtpengine.address, "--dport", str(render_rtpengine.NG_PORT), "-j", "DROP"]
+    core.kamailio["pcscf"].stop()
+    subprocess.run(core.ns.prefix() + ["iptables", "-w", "-I", "OUTPUT", *drop], check=True)
+    try:
+        daemon = core.start_cscf("pcscf")
+        deadline = time.monotonic() + 30
+        while "proxy did not respond to ping" not in daemon.log.read_text(errors="replace"):
+            assert time.monotonic() < deadline, daemon.tail()
+            time.sleep(0.2)
+    finally:
+        subprocess.run(core.ns.prefix() + ["iptables", "-w", "-D", "OUTPUT", *drop], check=True)
+    alice, bob = core.users.alice, core.users.bob
+    for ue in (alice, bob):
+        run = core.sipp(ue, sipp.register(ue, core.settings.ims_domain), f"register-{ue.name}-rtpengine-late")
+        assert run.returncode == 0, run.explain()
+    answering = time.monotonic()
+    # Calls until one goes through, each refused one with a 503 from the P-CSCF's media relay.
+    while True:
+        callee = core.sipp(bob, sipp.answer(bob), "answer-bob-rtpengine-late", timeout=15, background=True)
+        caller = core.sipp(alice, sipp.call(alice, bob, core.settings.ims_domain), "call-rtpengine-late", timeout=15)
+        if caller.returncode == 0:
+            break
+        callee.proc.kill()
+        callee.wait()
+        assert [m for m in caller.received("SIP/2.0 503") if "Media relay" in m], caller.explain()
+        assert time.monotonic() < answering + 25, "calls still refused 25 s after rtpengine answers again"
+        time.sleep(1)
+    callee.wait()
+    assert callee.returncode == 0, callee.explain()
+    print(f"rtpengine answering again -> a call through: {time.monotonic() - answering:.1f}s")
