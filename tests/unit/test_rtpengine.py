@@ -53,13 +53,20 @@ def test_alpine_and_ubuntu_are_different_images_built_from_different_dockerfiles
 
 
 def test_switching_the_variant_changes_only_the_rtpengine_image_and_workload(variants):
+    """...and the P-CSCF pod's start-up wait for rtpengine, which runs the rtpengine image's NG
+    probe: the P-CSCF rolls once, nothing else changes."""
     alpine, ubuntu = (_inputs_by_resource(variants[v]) for v in ("alpine", "ubuntu"))
     only_alpine = set(alpine) - set(ubuntu)
     only_ubuntu = set(ubuntu) - set(alpine)
     changed = {key for key in set(alpine) & set(ubuntu) if alpine[key] != ubuntu[key]}
     assert only_alpine == {(IMAGE, "rtpengine-alpine-image")}
     assert only_ubuntu == {(IMAGE, "rtpengine-ubuntu-image")}
-    assert changed == {("kubernetes:apps/v1:Deployment", "rtpengine-deployment")}, sorted(changed)
+    deployment = "kubernetes:apps/v1:Deployment"
+    assert changed == {(deployment, "rtpengine-deployment"), (deployment, "pcscf-deployment")}, sorted(changed)
+    pcscf = [json.loads(v[(deployment, "pcscf-deployment")]) for v in (alpine, ubuntu)]
+    for spec in pcscf:
+        spec["spec"]["template"]["spec"]["initContainers"][-1].pop("image")
+    assert pcscf[0] == pcscf[1], "only the rtpengine wait's image may differ in the P-CSCF"
 
 
 def test_the_two_images_ship_the_same_ng_probe_script():
