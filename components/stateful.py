@@ -77,14 +77,20 @@ def single_instance_statefulset(
     )
     claim = k8s.core.v1.PersistentVolumeClaim(
         f"{name}-data",
-        # A claim of a WaitForFirstConsumer class (kind's default) binds only once the pod is
-        # scheduled, after this resource: do not wait for Bound here; the StatefulSet's
-        # readiness says the volume is mounted.
         metadata=k8s.meta.v1.ObjectMetaArgs(
             name=data_claim_name(name),
             namespace=namespace,
             labels=dict(labels),
-            annotations={"pulumi.com/skipAwait": "true"},
+            annotations={
+                # A claim of a WaitForFirstConsumer class (kind's default) binds only once the
+                # pod is scheduled, after this resource: do not wait for Bound here; the
+                # StatefulSet's readiness says the volume is mounted.
+                "pulumi.com/skipAwait": "true",
+                # A claim the StatefulSet controller made (a stack from the template days) has
+                # its size owned by kube-controller-manager: server-side apply refuses another
+                # size from us as a conflict. The claim is this stack's: take the fields we set.
+                "pulumi.com/patchForce": "true",
+            },
         ),
         spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
             access_modes=["ReadWriteOnce"],

@@ -50,6 +50,9 @@ def test_the_data_is_on_a_claim_of_its_own_named_as_the_template_named_it(small,
     assert claim["spec"]["resources"]["requests"] == {"storage": "2Gi"}
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert claim["metadata"]["labels"] == statefulset["spec"]["template"]["metadata"]["labels"]
+    # That claim's size is owned by kube-controller-manager, which made it: growing it is a
+    # server-side apply conflict unless forced (the engine tier's upgrade test grows one).
+    assert claim["metadata"]["annotations"]["pulumi.com/patchForce"] == "true"
     volumes = {v["name"]: v for v in pod_spec(small.mocks.named(f"{name}-statefulset"))["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"] == {"claimName": f"data-{name}-0"}
     mounts = [m for c in pod_spec(small.mocks.named(f"{name}-statefulset"))["containers"] for m in c["volumeMounts"]]
