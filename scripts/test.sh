@@ -61,8 +61,13 @@ else
 fi
 
 step "tests"
+# Paths among the arguments replace the default `tests` (every tier).
+targets=(tests)
+for arg in "$@"; do
+  case $arg in -*) ;; *) [ ! -e "${arg%%::*}" ] || targets=() ;; esac
+done
 set +e
-.venv/bin/python -m pytest tests "$@"
+.venv/bin/python -m pytest "${targets[@]}" "$@"
 status=$?
 set -e
 if [ "$status" -eq 0 ] && [ $# -eq 0 ] && [ -d benchmarks ]; then

@@ -46,14 +46,18 @@ def require() -> Path:
     return DEBIAN_ROOT
 
 
-def command(argv: list[str], *, user: str | None = None) -> list[str]:
+def command(argv: list[str], *, user: str | None = None, pid_namespace: bool = False) -> list[str]:
     """`argv` (paths inside the root, e.g. ["kamailio", "-c", ...]) run from the root.
 
     `user` ("65532:65532") drops privileges at the chroot, after the mounts are made.
-    Prefix with a namespace's `prefix()` to run it inside that network namespace.
+    `pid_namespace` runs it as PID 1 of a PID namespace of its own, as in a container: its
+    processes get the same ids at every start (the PID held is then unshare's; the process group
+    is still the daemon's). Prefix with a namespace's `prefix()` to run it inside that network
+    namespace.
     """
     root = require()
-    return ["unshare", "--mount", "--propagation", "private", "sh", str(WRAPPER), str(root), user or "", *argv]
+    pid = ["--pid", "--fork", "--kill-child"] if pid_namespace else []
+    return ["unshare", "--mount", *pid, "--propagation", "private", "sh", str(WRAPPER), str(root), user or "", *argv]
 
 
 def has(path_in_root: str) -> bool:

@@ -42,10 +42,12 @@ from tests.live import sipp
 from tests.live.rtpengine_daemon import RtpengineDaemon, running_rtpengine
 from tests.netns import NetNamespace, can_create_namespaces
 from tests.profiles import TEST_VALKEY_PASSWORD, loopback_settings
-from tests.tooling import missing
+from tests.tooling import ROOT, missing
 from tests.valkey_daemon import Valkey as ValkeyServer
 
 LOG_TAIL_LINES = 150
+# The Kamailio image's entrypoint (a random server_id per start), run by the live CSCFs as in a pod.
+KAMAILIO_ENTRYPOINT = ROOT / "dockerfiles" / "kamailio" / "kamailio-start"
 DAEMONS: list[Daemon] = []
 
 
@@ -233,6 +235,7 @@ class Users:
     mallory: sipp.Ue  # not provisioned in the HSS
     dave: sipp.Ue  # provisioned; test_isc gives him an iFC towards its application server
     erin: sipp.Ue  # provisioned; test_registration_expiry lets her registration lapse
+    grace: sipp.Ue  # provisioned; test_registration_expiry registers and at once de-registers her
     all: list[sipp.Ue] = field(default_factory=list)
 
 
@@ -253,8 +256,9 @@ def users(live_settings) -> Users:
         mallory=ue("mallory", 4, "mallory-secret04"),
         dave=ue("dave", 5, "dave-secret-key5"),
         erin=ue("erin", 6, "erin-secret-key6"),
+        grace=ue("grace", 7, "grace-secret-k07"),
     )
-    u.all = [u.alice, u.bob, u.carol, u.mallory, u.dave, u.erin]
+    u.all = [u.alice, u.bob, u.carol, u.mallory, u.dave, u.erin, u.grace]
     return u
 
 
@@ -270,7 +274,7 @@ def hss(live_settings, netns, users) -> CxHssTestDouble:
     nf = live_settings.nf("hss")
     subscribers = [
         Subscriber(impi=u.impi, k=u.k.encode(), op=u.op.encode(), amf=u.amf.encode(), impus=[u.impu, *u.aliases])
-        for u in (users.alice, users.bob, users.carol, users.dave, users.erin)
+        for u in (users.alice, users.bob, users.carol, users.dave, users.erin, users.grace)
     ]
     double = CxHssTestDouble(
         subscribers,
@@ -345,15 +349,17 @@ class Core:
     workdir: Path
     users: Users
 
-    def start_cscf(self, role: str) -> Daemon:
-        """(Re)start one role from its rendered config directory and wait until it is ready."""
+    def start_cscf(self, role: str, *, pid_namespace: bool = False) -> Daemon:
+        """(Re)start one role from its rendered config directory and wait until it is ready.
+
+        Kamailio starts through the image's entrypoint script, with the arguments the pod gets
+        (the memory pools of the stack settings: kamailio -m/-M); `pid_namespace` makes its
+        processes PID 1, 2, ... as in a container, the same at every start."""
         config_dir = self.workdir / role
+        args = ["-DD", "-E", *self.settings.kamailio[role].args(), "-f", str(config_dir / "kamailio.cfg")]
         daemon = Daemon(
             f"kamailio {role}",
-            # The memory pools the stack settings give the pod (kamailio -m/-M).
-            debian_root.command(
-                ["kamailio", "-DD", "-E", *self.settings.kamailio[role].args(), "-f", str(config_dir / "kamailio.cfg")]
-            ),
+            debian_root.command(["sh", "-c", KAMAILIO_ENTRYPOINT.read_text(), "kamailio-start", *args], pid_namespace=pid_namespace),
             self.workdir / f"kamailio-{role}.log",
         ).start(self.ns)
         address = self.settings.nf(role).address

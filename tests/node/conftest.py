@@ -6,10 +6,12 @@ Module-scoped: each test file gets its own node, so every file passes when run a
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -75,9 +77,25 @@ class NodeWorkspace(Workspace):
             return super().pulumi(*args, **kwargs)
 
 
+# The kubelet changes host-wide sysctls (KUBELET_SYSCTLS) and the node restores them when it
+# stops: two node tiers on one host (two checkouts) would restore each other's values mid-run.
+# The second waits for the first.
+NODE_LOCK = Path("/tmp/ims-node.lock")
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     go = _require_tools()
+    with open(NODE_LOCK, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another node tier holds {NODE_LOCK}: waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from _running_node(go, tmp_path_factory)
+
+
+def _running_node(go, tmp_path_factory):
     t0 = time.monotonic()
     archive = node_images.archive(go, TOOLS_DIR / "bin" / "coredns")
     images_built = time.monotonic() - t0

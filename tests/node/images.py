@@ -78,11 +78,12 @@ def images(pause: bytes, coredns: bytes) -> list[Image]:
         Image(PAUSE_IMAGE, ["/pause"], base=False, files={"pause": (pause, 0o755, 0)}),
         Image(
             f"{REGISTRY}/kamailio:{TAG}",
-            ["/usr/sbin/kamailio"],
+            ["/usr/local/bin/kamailio-start"],
             ["-DD", "-E", "-f", "/etc/kamailio/kamailio.cfg"],
             user=f"{NONROOT}:{NONROOT}",
             files={
                 "usr/local/bin/sip-options-probe": _script(kamailio_dir / "sip-options-probe"),
+                "usr/local/bin/kamailio-start": _script(kamailio_dir / "kamailio-start"),
                 **applets,
             },
             dirs={"run/kamailio": (0o755, NONROOT)},

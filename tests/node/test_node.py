@@ -224,12 +224,11 @@ def test_call_after_the_pcscf_pod_is_replaced_needs_no_registration(node, ues, r
     peer = (settings.nf("pcscf").fqdn, new[0]["status"]["podIP"])
     kube.wait_for("the new P-CSCF's Rx connection", lambda: peer in pcrf.peer_addresses, 90, node)
     record(f"node: replacement P-CSCF's Rx peer up {time.monotonic() - ready:.1f}s after the pod was Ready")
-    caller, callee, _seen = call_with_media(node, ues, users, "call-after-pcscf-replaced")
-    # The claim here is the registration kept across the restart: the call is answered and
-    # offered through rtpengine. RTP through each leg is test_ue_registers_and_calls_...'s claim
-    # (after a restart the terminating leg's rtpengine session was missed by the watcher in 1 of
-    # ~8 runs on a loaded machine: not understood, see the README).
-    assert_sdp_through_rtpengine(caller, callee)
+    caller, callee, seen = call_with_media(node, ues, users, "call-after-pcscf-replaced")
+    # Media too: the replacement's first NG commands once carried the old pod's cookies and got
+    # the old pod's cached replies (a leg without a session, or rtpengine disabled and a 503);
+    # the Kamailio entrypoint's random server_id is what keeps this green.
+    assert_media_anchored(caller, callee, seen, users)
     assert not [m for m in caller.received("SIP/2.0 4") if "CSeq: 1 INVITE" in m], caller.explain()
 
 

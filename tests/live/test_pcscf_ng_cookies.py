@@ -1,0 +1,74 @@
+"""A restarted P-CSCF talks to rtpengine as a new client, not as the pod it replaces.
+
+Kamailio's rtpengine module tags every NG command with a cookie made of server_id, the process
+id and a per-process counter from 0. rtpengine keeps the replies of recent cookies and answers a
+cookie it has seen with the earlier reply, whatever the new command is. A pod that replaces
+another (or a restarted container) runs the same processes with the same ids, so with a fixed
+server_id its first commands carry the old pod's cookies: on the node tier a ping got an offer's
+reply ("proxy responded with invalid response"), the relay was disabled and calls got 503. The
+image's entrypoint (dockerfiles/kamailio/kamailio-start) gives Kamailio a random server_id per
+start; these tests run it as the pod does, in a PID namespace of its own.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+from components.render import rtpengine as render_rtpengine
+from tests.live.ng_client import bdecode, bencode
+
+DUPLICATE = "as a duplicate"
+# " 9(9) INFO: rtpengine [rtpengine.c:...]: rtpp_test(): rtpengine instance <udp:...> found, ..."
+PINGED = re.compile(r"^\s*\d+\((\d+)\) INFO: rtpengine .*rtpengine instance <[^>]+> found", re.M)
+
+
+def _ng(address: str, cookie: bytes, command: str, **arguments) -> dict:
+    """One NG command from a new source port, as a new Kamailio process sends it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(cookie + b" " + bencode({"command": command, **arguments}), (address, render_rtpengine.NG_PORT))
+        cookie_back, _, body = sock.recv(65535).partition(b" ")
+        assert cookie_back == cookie
+        return bdecode(body)
+
+
+def test_rtpengine_answers_a_repeated_cookie_with_the_earlier_reply(netns, rtpengine):
+    """Why the server_id must differ: the same cookie from another address gets the old reply."""
+    cookie = b"0_9_%d" % time.monotonic_ns()
+    with netns.entered():
+        first = _ng(rtpengine.address, cookie, "query", **{"call-id": "no-such-call"})
+        again = _ng(rtpengine.address, cookie, "ping")
+        fresh = _ng(rtpengine.address, cookie + b"1", "ping")
+    assert first["result"] == "error"
+    assert again == first, (
+        "rtpengine no longer answers a repeated cookie from its cache: the entrypoint's reason is gone"
+    )
+    assert fresh == {"result": "pong"}
+
+
+def test_a_pcscf_restarted_with_the_same_process_ids_sends_fresh_ng_cookies(core):
+    """Two starts of the P-CSCF with identical process ids: rtpengine sees no repeated cookie,
+    and the restarted P-CSCF finds rtpengine enabled."""
+    core.kamailio["pcscf"].stop()
+    duplicates_before = core.rtpengine.log().count(DUPLICATE)
+    pingers = []
+    try:
+        for _ in range(2):
+            daemon = core.start_cscf("pcscf", pid_namespace=True)
+            deadline = time.monotonic() + 10
+            # Each process pings rtpengine once at start; wait for all of them.
+            while time.monotonic() < deadline and len(PINGED.findall(daemon.log.read_text(errors="replace"))) < 2:
+                time.sleep(0.2)
+            time.sleep(0.5)
+            log = daemon.log.read_text(errors="replace")
+            pingers.append(sorted(PINGED.findall(log)))
+            assert "invalid response" not in log, daemon.tail()
+            daemon.stop()
+    finally:
+        core.start_cscf("pcscf")
+    # The premise: the second start's processes had the first start's ids (and so, with a fixed
+    # server_id, the same cookies).
+    assert pingers[0] and pingers[0] == pingers[1], pingers
+    assert core.rtpengine.log().count(DUPLICATE) == duplicates_before, core.rtpengine.log()[-2000:]
