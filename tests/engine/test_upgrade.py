@@ -20,6 +20,7 @@ import pytest
 
 from tests.cluster_common import PROJECT_FILES, Workspace
 from tests.engine.conftest import changed, enable_charging, engine_stack_config
+from tests.figures import record
 from tests.tooling import ROOT, missing
 
 # The last commit of main whose MongoDB and StorDB claims came from volumeClaimTemplates.
@@ -80,6 +81,7 @@ def release_stack(engine_cluster, tmp_path_factory):
     finally:
         ws.pulumi("destroy", "--yes", "--skip-preview", check=False)
         ws.pulumi("stack", "rm", "--yes", check=False)
+        record("engine: upgrade wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in ws.timings.items()))
 
 
 def upgrade(ws: Workspace) -> list[dict]:
