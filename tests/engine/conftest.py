@@ -31,7 +31,7 @@ ENGINE_TOOLS = (
 )
 # What a real cluster's storage offers: a default StorageClass whose claims may grow, and one
 # volume of it for each claim the session's stacks make (Valkey, MongoDB and, with charging on,
-# the CGRateS StorDB, for the engine stack, the upgraded stack, the ephemeral stacks and the dev
+# the CGRateS StorDB, for the engine stack, the two upgraded stacks, the ephemeral stacks and the dev
 # stack; a released volume is not reused); no provisioner runs here, so the volumes are made up
 # front.
 STORAGE_CLASS = "engine-expandable"
@@ -130,7 +130,7 @@ def storage(workdir: Path) -> list[tuple[str, dict]]:
         "allowVolumeExpansion": True,
         "volumeBindingMode": "Immediate",
     }
-    volumes = [persistent_volume(f"engine-tier-pv-{i}", workdir / f"pv-{i}") for i in range(27)]
+    volumes = [persistent_volume(f"engine-tier-pv-{i}", workdir / f"pv-{i}") for i in range(29)]
     return [("/apis/storage.k8s.io/v1/storageclasses", storage_class)] + [
         ("/api/v1/persistentvolumes", volume) for volume in volumes
     ]
