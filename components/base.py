@@ -90,10 +90,17 @@ class NetworkFunctionComponent(pulumi.ComponentResource):
         cluster_ip: str | None = None,
         headless: bool = False,
     ) -> k8s.core.v1.Service:
-        """The NF's Service, named after the NF so `<nf>.<namespace>.svc` is stable."""
+        """The NF's Service, named after the NF so `<nf>.<namespace>.svc` is stable.
+
+        Not awaited: Pulumi's await for a Service lasts until it selects Ready pods, and only then
+        are its outputs (the ClusterIP) known. The IMS DNS zone needs the CSCFs' ClusterIPs, while
+        the CSCF pods wait for the IMS DNS in an init container, so awaiting the Services can
+        deadlock `pulumi up` (it did, now and then, on the node tier: whether the provider sees a
+        selected pod before its await settles is a race). The workloads' own awaits still wait
+        for Ready pods."""
         return k8s.core.v1.Service(
             f"{self.nf}-service",
-            metadata=self.metadata(self.nf),
+            metadata=self.metadata(self.nf, annotations={"pulumi.com/skipAwait": "true"}),
             spec=k8s.core.v1.ServiceSpecArgs(
                 selector=self.selector,
                 ports=list(ports),

@@ -118,8 +118,21 @@ class Cscf(NetworkFunctionComponent):
                 # read-only root it fails, a cdp worker exits and Kamailio stops (seen on the node tier).
                 k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
             ],
-            # Ready means the SIP stack answers: an OPTIONS to itself gets a 200.
-            readiness_probe=self.sip_probe(period=10, failures=3),
+            # Ready means the SIP stack answers (an OPTIONS to itself gets a 200) and the Diameter
+            # peer it cannot work without is open: a restarted I-/S-CSCF whose Cx connection is
+            # not up yet would answer UEs 504, a P-CSCF without Rx 488. No start-up cycle: each
+            # CSCF's cdp opens that connection itself, to the HSS/PCRF Service, whose pods are
+            # Ready on their own (listening); the HSS/PCRF connecting to the CSCF's Service (which
+            # routes only to Ready pods) is a second path nothing waits for. It needs the CSCF's
+            # CER to be accepted: cdp puts the connected socket's address in Host-IP-Address
+            # (tests/live/test_diameter_readiness.py shows it with the Cx double, which refuses a
+            # CER without it as freeDiameter does).
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                exec_=k8s.core.v1.ExecActionArgs(command=render_kamailio.readiness_command(settings, role)),
+                period_seconds=5,
+                timeout_seconds=5,
+                failure_threshold=3,
+            ),
             # Alive means it still answers within a minute: a wedged Kamailio (every worker stuck)
             # is restarted, while a busy one that answers late is only taken out of the Service.
             liveness_probe=self.sip_probe(period=10, failures=6),

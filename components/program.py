@@ -16,6 +16,7 @@ from .naming import PART_OF
 from .open5gs import Hss, Open5gsArgs, Pcrf, Pgw, SubscriberDb, SubscriberProvisioning
 from .password import GeneratedPassword
 from .pod_security import namespace_annotations, namespace_labels
+from .render import ue_route as render_ue_route
 from .rtpengine import Rtpengine
 from .settings import CSCF_ROLES, Settings
 from .valkey import Valkey
@@ -118,4 +119,6 @@ def export(stack: Stack, settings: Settings) -> None:
     if settings.open5gs:
         # The UE pools the cluster must route to the PGW pod (README: the return route).
         pulumi.export("uePools", {p.apn: p.subnet for p in settings.open5gs.ue_pools})
+        # The node script that routes them (components/render/ue_route.py; dev-up.sh runs it).
+        pulumi.export("uePoolRouteScript", render_ue_route.route_script(settings))
         pulumi.export("subscribers", len(settings.open5gs.subscribers))

@@ -26,6 +26,25 @@ PRIVATE_MB_TOUCHED = 2
 # UDP sockets each role listens on (the P-CSCF has Gm and Mw); each gets `workers` processes,
 # and the TCP side another `workers`.
 UDP_SOCKETS = {"pcscf": 2, "icscf": 1, "scscf": 1}
+
+# What fills a CSCF's shared pool under registration load (benchmarks/README.md, "Where the
+# shared memory goes"): tm transactions, about 16-27 KB each with the request cloned, its
+# answer and the branch state, held until tm's wait timer (5 s) ends after the final answer.
+# A full IMS-AKA registration is two REGISTER transactions at each CSCF, and the P-CSCF
+# admits at most pcscfOverloadRegisterRate of them per second, so each pool must hold
+#   SHM_BASE_MB + 2 x rate x SHM_HOLD_SECONDS x SHM_KB_PER_TRANSACTION.
+# Measured: an idle S-CSCF with 1000 registered users uses 12-17 MB; with about 200
+# registrations/s admitted it held 1950-2520 transactions and 44-61 MB (its 64 MB ran out at
+# 300/s offered, when the P-CSCF's rate gauge did not count).
+SHM_BASE_MB = 16
+SHM_KB_PER_TRANSACTION = 24
+# tm's wait timer plus the registration's own time through the core under load.
+SHM_HOLD_SECONDS = 7
+TRANSACTIONS_PER_REGISTRATION = 2
+# Each CSCF sheds new work (503 + Retry-After) once less than this share of its pool is free,
+# and a REGISTER answering a challenge once less than half of it is: the pool must never run
+# out, since the IMS modules do not survive a failed allocation (the S-CSCF died).
+SHM_SHED_FREE_PERCENT = 20
 _UNITS = {"": 1 / 2**20, "Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 2**20, "k": 1e3 / 2**20, "M": 1e6 / 2**20, "G": 1e9 / 2**20, "T": 1e12 / 2**20}
 
 
@@ -39,6 +58,10 @@ class KamailioSizing:
 
     def processes(self, role: str) -> int:
         return self.workers * (UDP_SOCKETS[role] + 1) + OTHER_PROCESSES
+
+    def shed_free_bytes(self) -> int:
+        """Free shared memory below which the CSCF sheds new work (overload.cfg)."""
+        return self.shm_mb * 2**20 * SHM_SHED_FREE_PERCENT // 100
 
     def args(self) -> list[str]:
         """Kamailio command-line options for the memory pools."""
@@ -70,9 +93,20 @@ def _int_in(key: str, value: Any, low: int, high: int, errors: list[str]) -> int
     return value
 
 
+def shm_needed_mb(register_rate: int) -> int:
+    """The shared pool a CSCF needs for the registrations the P-CSCF admits per second, with
+    SHM_SHED_FREE_PERCENT of it still free (so admitted work is never shed by the pool)."""
+    transactions = TRANSACTIONS_PER_REGISTRATION * register_rate * SHM_HOLD_SECONDS
+    used = SHM_BASE_MB + transactions * SHM_KB_PER_TRANSACTION / 1024
+    return int(-(-used * 100 // (100 - SHM_SHED_FREE_PERCENT)))
+
+
 def kamailio_sizing(v: Mapping[str, Any], errors: list[str]) -> dict[str, KamailioSizing]:
-    """Per role: workers, shm and pkg pools, checked against the pod's memory limit."""
+    """Per role: workers, shm and pkg pools, checked against the pod's memory limit and
+    against the registrations per second the P-CSCF admits."""
     sizing = {}
+    rate = v.get("pcscfOverloadRegisterRate")
+    needed = shm_needed_mb(rate) if isinstance(rate, int) and rate > 0 else None
     for role in CSCF_ROLES:
         workers = _int_in(f"{role}Workers", v[f"{role}Workers"], 1, MAX_WORKERS, errors)
         shm = _int_in(f"{role}ShmMb", v[f"{role}ShmMb"], MIN_SHM_MB, 65536, errors)
@@ -85,6 +119,13 @@ def kamailio_sizing(v: Mapping[str, Any], errors: list[str]) -> dict[str, Kamail
                 f"{role}ShmMb = {shm}, {role}Workers = {workers}: the shared pool plus the private memory of "
                 f"{size.processes(role)} processes comes to {need} MiB, more than {role}Memory = "
                 f"{v.get(f'{role}Memory')!r}; raise {role}Memory or lower {role}ShmMb or {role}Workers"
+            )
+        if needed is not None and MIN_SHM_MB <= shm < needed:
+            errors.append(
+                f"{role}ShmMb = {shm}: too small for pcscfOverloadRegisterRate = {rate}; the {role} holds about "
+                f"{TRANSACTIONS_PER_REGISTRATION * rate * SHM_HOLD_SECONDS} transactions of ~{SHM_KB_PER_TRANSACTION} KB "
+                f"at that rate and sheds new work below {SHM_SHED_FREE_PERCENT} % free, so it needs at least "
+                f"{needed} MB; raise {role}ShmMb (and {role}Memory) or lower pcscfOverloadRegisterRate"
             )
         sizing[role] = size
     return sizing

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import ifc as ifc_config
+
 # APNs (DNNs) the SMF serves; a subscriber may use any of them.
 APNS = ("internet", "ims")
 DEFAULT_APNS = APNS
@@ -22,7 +24,7 @@ DEFAULT_AMF = "8000"
 DEFAULT_AMBR = "1 Gbps"
 # open5gs' bit-rate units (lib/proto/types.h OGS_BITRATE_*), as its documents store them.
 BITRATE_UNITS = {"bps": 0, "Kbps": 1, "Mbps": 2, "Gbps": 3, "Tbps": 4}
-KNOWN_FIELDS = ("imsi", "msisdn", "k", "opc", "amf", "apns", "ambr")
+KNOWN_FIELDS = ("imsi", "msisdn", "k", "opc", "amf", "apns", "ambr", "ifcs")
 
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 _HEX4 = re.compile(r"^[0-9a-fA-F]{4}$")
@@ -51,6 +53,8 @@ class Subscriber:
     apns: tuple[str, ...]
     ambr_uplink: BitRate
     ambr_downlink: BitRate
+    # Initial Filter Criteria the HSS serves in the SAA (components/ifc.py).
+    ifcs: tuple[ifc_config.Ifc, ...] = ()
 
     def impi(self, ims_domain: str) -> str:
         return f"{self.imsi}@{ims_domain}"
@@ -132,6 +136,7 @@ def _one(key: str, item: Any, plmn: str, errors: list[str]) -> Subscriber | None
                     f"{key}.ambr.{direction} = {text!r}: must be a number and a unit "
                     f"({', '.join(BITRATE_UNITS)}), e.g. 100 Mbps"
                 )
+    ifcs = ifc_config.parse(f"{key}.ifcs", item.get("ifcs"), errors)
     if len(errors) > before:
         return None
     return Subscriber(
@@ -143,4 +148,5 @@ def _one(key: str, item: Any, plmn: str, errors: list[str]) -> Subscriber | None
         apns=tuple(apns),
         ambr_uplink=rates["uplink"],
         ambr_downlink=rates["downlink"],
+        ifcs=ifcs,
     )

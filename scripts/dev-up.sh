@@ -89,3 +89,19 @@ cluster
 stack
 # 4. Build, push and deploy.
 pulumi up --yes --stack "$STACK" "$@"
+
+# 5. The return route of the UE pools (README, "Return path"): every kind node routes them to
+# the PGW pod, with the script the stack renders. Run again after the PGW pod is replaced.
+ue_routes() {
+  local script namespace node pod
+  script=$(pulumi stack output uePoolRouteScript --stack "$STACK" 2>/dev/null) || return 0
+  namespace=$(pulumi stack output namespace --stack "$STACK")
+  node=$(kind get nodes --name "$CLUSTER" | grep -m1 control-plane)
+  pod=$(docker exec "$node" kubectl --kubeconfig /etc/kubernetes/admin.conf -n "$namespace" get pod \
+    -l app.kubernetes.io/name=pgw -o jsonpath='{.items[0].status.podIP}')
+  [ -n "$pod" ] || { echo "dev-up: no PGW pod address yet; run dev-up again for the UE pool route" >&2; return 0; }
+  for node in $(kind get nodes --name "$CLUSTER"); do
+    printf '%s\n' "$script" | docker exec -i "$node" sh -s -- "$pod"
+  done
+}
+ue_routes

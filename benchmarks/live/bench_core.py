@@ -13,6 +13,7 @@ Prints tables; asserts nothing about speed.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 
@@ -20,9 +21,9 @@ import pytest
 
 from benchmarks.live import load, mariadb, procs
 from benchmarks.live.double_process import DoubleProcess
+from benchmarks.live.gauges import CscfGauges
 from components.render import kamailio as render_kamailio
 from components.settings import CSCF_ROLES
-from tests import debian_root
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
 from tests.doubles.milenage import Milenage
 from tests.doubles.rx_pcrf import RxPcrfTestDouble
@@ -116,35 +117,6 @@ def _footprint(core) -> dict[str, float]:
     return {name: procs.pss_mb(procs.tree_pids(pgid)) for name, pgid in _groups(core).items()}
 
 
-class PcscfPending:
-    """Largest count of P-CSCF transactions awaiting their final answer during a step (what
-    the overload limit compares), read twice a second over the control socket."""
-
-    def __init__(self, core):
-        self.core, self.peak, self._stop = core, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-pending", daemon=True)
-        socket = core.workdir / "pcscf" / "kamailio_ctl"
-        self.argv = debian_root.command(["kamcmd", "-s", f"unix:{socket}", "stats.get_statistics", "active_transactions"])
-
-    def _run(self) -> None:
-        import re
-        import subprocess
-
-        while not self._stop.wait(0.5):
-            out = subprocess.run(self.argv, capture_output=True, text=True, timeout=5).stdout
-            match = re.search(r"active_transactions = (\d+)", out)
-            if match:
-                self.peak = max(self.peak, int(match.group(1)))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 class PeakPss:
     """Largest PSS of each daemon while a load step runs (sampled every second)."""
 
@@ -172,9 +144,11 @@ def _step(core, workdir, rate: int, meter_groups=None):
     meter = procs.CpuMeter(meter_groups or _groups(core), {})
     before = _log_events(core)
     meter.start()
-    with PeakPss(core) as peak, PcscfPending(core) as pending:
+    with PeakPss(core) as peak, CscfGauges(core) as gauges:
         result = load.run_step(core.ns, workdir, target, ues, core.settings.ims_domain, rate, SECONDS)
-    result.events["P-CSCF pending transactions, peak"] = pending.peak
+    result.gauges = gauges
+    # The machine is shared: its load says how much of the two cores the core had.
+    result.load_average = os.getloadavg()[0]
     spent, _ = meter.stop()
     after = _log_events(core)
     result.events.update(
@@ -226,7 +200,12 @@ def _log_events(core) -> dict[str, int]:
 
 def _events_line(result) -> str:
     events = getattr(result, "events", {})
-    return ("   core: " + ", ".join(f"{k} x{v}" for k, v in sorted(events.items()))) if events else ""
+    lines = [result.gauges.line()] if getattr(result, "gauges", None) else []
+    if getattr(result, "load_average", None) is not None:
+        lines.append(f"   machine load average (1 min) at the step's end: {result.load_average:.1f} on {os.cpu_count()} cores")
+    if events:
+        lines.append("   logged: " + ", ".join(f"{k} x{v}" for k, v in sorted(events.items())))
+    return "\n".join(lines)
 
 
 def _target(core) -> str:
@@ -241,16 +220,37 @@ def _cpu_line(cpu: dict[str, float]) -> str:
     )
 
 
-def _restart_pcscf(core, **overrides) -> None:
-    """Re-render the P-CSCF's config with stack-config `overrides` and restart it."""
+def _keep_log(core, role: str, tag: str) -> None:
+    """Keep a CSCF's log before it is restarted (a restart truncates it): what it logged
+    during a storm is the reason for the figures."""
+    log = core.kamailio[role].log
+    if log.exists():
+        log.rename(log.with_name(f"kamailio-{role}.{tag}.log"))
+
+
+# The P-CSCF's rate and pending gauges out of reach, for the step that shows what they
+# prevent. Set in the rendered defines, not as stack settings: the settings refuse a rate
+# the CSCFs' pools cannot hold, which is the point of this step. Every CSCF's memory
+# gauge stays on.
+GAUGES_OFF = {"OVERLOAD_REGISTER_RATE": 100000, "OVERLOAD_PENDING_LIMIT": 100000}
+
+
+def _restart_pcscf(core, defines: dict[str, int] | None = None, **overrides) -> None:
+    """Re-render the P-CSCF's config with stack-config `overrides` (and `defines` replaced in
+    the rendered defines.cfg) and restart it."""
     overrides = {**PCSCF, **overrides}
     settings = loopback_settings(stack="live", pcscfIpsec=False, pcscfRx=True, **overrides)
     config_dir = core.workdir / "pcscf"
     files = render_kamailio.render(settings, "pcscf", config_dir=str(config_dir), bind_address=True)
     files.update(render_kamailio.render_secrets(settings, "pcscf", TEST_VALKEY_PASSWORD))
+    for name, value in (defines or {}).items():
+        files["defines.cfg"], count = re.subn(rf"(?m)^#!define {name} \d+$", f"#!define {name} {value}", files["defines.cfg"])
+        assert count == 1, f"{name} is not in the rendered defines"
+        overrides[name] = value
     for rel, text in files.items():
         (config_dir / rel).write_text(text, encoding="utf-8")
     core.kamailio["pcscf"].stop()
+    _keep_log(core, "pcscf", f"before-{'-'.join(f'{k}={v}' for k, v in overrides.items()) or 'defaults'}")
     started = time.monotonic()
     core.start_cscf("pcscf")
     contacts = int(core.valkey.cli("pcscf", "DBSIZE").strip() or 0)
@@ -264,6 +264,7 @@ def _recover(core) -> None:
     peers = {role: _cx_peer_lost(core, role) for role in ("icscf", "scscf")}
     for role in ("scscf", "icscf"):
         core.kamailio[role].stop()
+        _keep_log(core, role, "storm")
         core.start_cscf(role)
     _restart_pcscf(core)
     lost = [role for role, gone in peers.items() if gone]
@@ -331,6 +332,7 @@ def bench_registrations(core, workdir):
         print(_events_line(result))
     share = 100 * result.completed_per_s / knee
     print(f"with overload control: {result.completed_per_s:.0f}/s completed = {share:.0f} % of the knee (goal >= 90 %)")
+    _pending_bound(result, settings.overload.pending_limit, settings.overload.register_rate, settings.kamailio["pcscf"].workers)
     for limit in LIMIT_SWEEP:
         _restart_pcscf(core, pcscfOverloadPendingLimit=limit)
         result, cpu, _ = _step(core, workdir / f"overload-{limit}", over)
@@ -338,13 +340,17 @@ def bench_registrations(core, workdir):
         if _events_line(result):
             print(_events_line(result))
         print(f"limit {limit}: {result.completed_per_s:.0f}/s completed = {100 * result.completed_per_s / knee:.0f} % of the knee")
+        _pending_bound(result, limit, settings.overload.register_rate, settings.kamailio["pcscf"].workers)
     # Last: the storm without overload control leaves the CSCFs' state disturbed.
-    _restart_pcscf(core, pcscfOverloadPendingLimit=100000)
+    _restart_pcscf(core, defines=GAUGES_OFF)
     result, cpu, _ = _step(core, workdir / "overload-off", over)
     print(load.summary(result), "|", _cpu_line(cpu), flush=True)
     if _events_line(result):
         print(_events_line(result))
-    print(f"without (limit 100000): {result.completed_per_s:.0f}/s completed = {100 * result.completed_per_s / knee:.0f} % of the knee")
+    print(
+        f"without the P-CSCF's rate and pending gauges (memory gauges on): {result.completed_per_s:.0f}/s completed = "
+        f"{100 * result.completed_per_s / knee:.0f} % of the knee"
+    )
     _recover(core)
 
     print("\n== footprint: PSS in MB (idle after start-up / peak at the knee) and start-up until it answers")
@@ -352,6 +358,22 @@ def bench_registrations(core, workdir):
         up = startup.get(name)
         up_text = "-" if up is None else f"{up:.2f} s"
         print(f"   {name:<18} {idle[name]:7.1f} / {load_pss.get(name, 0.0):7.1f}   start-up {up_text}")
+
+
+def _pending_bound(result, limit: int, rate: int, workers: int) -> None:
+    """The P-CSCF's pending transactions against the limit and the bound the gauges allow.
+    New attempts stop at the limit and challenge answers at 4x it, as the workers see the
+    count; tmx refreshes it in each worker at most every 2 s, so up to 2 s of admitted first
+    REGISTERs (the exact rate gauge caps them) and as many answers come on top, plus one
+    request per UDP worker between the check and its transaction."""
+    peak = result.gauges.roles["pcscf"].active_max
+    stale = 2 * 2 * rate
+    bound = 4 * limit + stale + 2 * workers
+    print(
+        f"   P-CSCF pending transactions: peak {peak} (sampled every 0.5 s) against the limit {limit}; "
+        f"bound {bound} = 4 x {limit} for challenge answers + {stale} admitted in the 2 s tmx's count lags "
+        f"+ {2 * workers} workers mid-request" + ("" if peak <= bound else "  ** PAST THE BOUND **")
+    )
 
 
 def _pike() -> str:

@@ -39,6 +39,10 @@ IPSEC_PORT_PAIRS = 4
 POD_IP_ENV = "POD_IP"
 
 CONFIG_DIR = "/etc/kamailio"
+# The ctl module's binrpc socket, as kamailio.cfg defines it unless defines.cfg overrides it.
+CTL_SOCKET = "unix:/run/kamailio/kamailio_ctl"
+# Where the image installs the readiness probe (dockerfiles/kamailio/cscf-ready-probe).
+READY_PROBE = "/usr/local/bin/cscf-ready-probe"
 SHIPPED = ROOT / "config" / "kamailio"
 SECRETS_FILE = "secrets.cfg"
 
@@ -109,7 +113,11 @@ def defines(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind
     if role == "pcscf" and settings.overload is not None:
         lines.append(f"#!define OVERLOAD_REGISTER_RATE {settings.overload.register_rate}")
         lines.append(f"#!define OVERLOAD_PENDING_LIMIT {settings.overload.pending_limit}")
+    if settings.overload is not None:
         lines.append(f"#!define OVERLOAD_RETRY_AFTER {settings.overload.retry_after}")
+    if settings.kamailio:
+        # Every CSCF sheds new work before its shared pool runs out (route/overload.cfg).
+        lines.append(f"#!define OVERLOAD_SHM_FREE {settings.kamailio[role].shed_free_bytes()}")
     if role in ("icscf", "scscf"):
         lines.append(f"#!substdef \"!HSS_REALM!{settings.nf('hss').realm}!g\"")
     if role in ("pcscf", "scscf"):
@@ -214,6 +222,23 @@ def diameter_xml(settings: Settings, role: str, *, bind_address: bool = False) -
 	<DefaultRoute FQDN={quoteattr(peer.fqdn)} metric="10"/>
 </DiameterPeer>
 """
+
+
+def readiness_peers(settings: Settings, role: str) -> tuple[str, ...]:
+    """Diameter identities a role must have an open connection with before it takes traffic:
+    the HSS for the I-/S-CSCF (Cx), the PCRF for the P-CSCF when Rx is on. Not CGRateS: with
+    Ro down `charging.whenUnreachable` decides per call, and an S-CSCF out of its Service
+    would lose every registration's traffic instead."""
+    _check_role(role)
+    if role == "pcscf":
+        return (settings.nf("pcrf").fqdn,) if settings.pcscf_rx else ()
+    return (settings.nf("hss").fqdn,)
+
+
+def readiness_command(settings: Settings, role: str, *, ctl_socket: str = CTL_SOCKET) -> list[str]:
+    """The readiness probe's command (dockerfiles/kamailio/cscf-ready-probe): SIP OPTIONS to the
+    pod's own Kamailio, then cdp's peer states over the ctl socket."""
+    return [READY_PROBE, "127.0.0.1", str(SIP_PORT), ctl_socket, *readiness_peers(settings, role)]
 
 
 def render(settings: Settings, role: str, *, config_dir: str = CONFIG_DIR, bind_address: bool = False) -> dict[str, str]:

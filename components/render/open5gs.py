@@ -11,9 +11,9 @@ Pure functions settings -> files, shared by the components and the tests:
   the IMS DNS publishes (the open5gs pods resolve through it, like the CSCFs), so pod and Service
   address changes need no re-render. Debian's freeDiameter 1.2.1 never connected to a DNS name
   given as `ConnectTo`; it did connect through the identity. No `ListenOn`: freeDiameter
-  advertises the pod's own (non-loopback) addresses. The HSS and PCRF open the connections: a
-  CER from Kamailio's cdp can lack Host-IP-Address (cdp looks its socket up in the wrong
-  process), which freeDiameter refuses; cdp's CEA always carries it.
+  advertises the pod's own (non-loopback) addresses. The HSS and PCRF connect to the CSCFs
+  too; the CSCFs' readiness does not wait for that (their own cdp connects to the HSS/PCRF
+  Service, and cdp 6.0 never sends a CER without Host-IP-Address, which freeDiameter refuses).
 - `subscribers.json`: the declared subscribers for the provisioning Job (a Secret: K and OPc).
 - `upf-tun.sh`: the UPF's TUN devices, addresses and NAT, run by its init container.
 
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from .. import ifc as ifc_config
 from ..settings import ROOT, Settings
 from . import kamailio as render_kamailio
 
@@ -235,6 +236,7 @@ def subscribers_json(settings: Settings) -> str:
                         "uplink": [s.ambr_uplink.value, s.ambr_uplink.unit],
                         "downlink": [s.ambr_downlink.value, s.ambr_downlink.unit],
                     },
+                    "ifcs": ifc_config.as_json(s.ifcs),
                 }
                 for s in subs
             ],

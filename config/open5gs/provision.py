@@ -4,8 +4,9 @@ usage: provision.py SUBSCRIBERS_JSON      (MONGODB_URI in the environment, with 
 
 Idempotent: each declared subscriber is upserted by IMSI into the `subscribers` collection in
 the schema open5gs 2.7 reads (numbers as BSON int32, `security.sqn` as int64, `msisdn` a list,
-an `ims` session with QCI 5). The SQN is written only when the document is created: the HSS
-advances it with every authentication vector, and overwriting it would make UEs resynchronise.
+an `ims` session with QCI 5, the iFCs in `ifc`). The SQN is written only when the document is
+created: the HSS advances it with every authentication vector, and overwriting it would make
+UEs resynchronise.
 Subscribers this stack provisioned earlier and no longer declares are removed; documents
 written by anyone else (the open5gs WebUI, another stack) are never touched: the stack that
 manages a document is recorded in `ims_core.stack`, a field open5gs does not read.
@@ -49,6 +50,40 @@ def _ambr(rates: dict) -> dict:
     return {d: {"value": int(rates[d][0]), "unit": int(rates[d][1])} for d in ("downlink", "uplink")}
 
 
+def _spt(trigger: dict) -> dict:
+    """One trigger as open5gs 2.7 reads an `spt` entry (lib/dbi/ims.c ogs_dbi_ims_data)."""
+    spt = {"condition_negated": int(trigger["negated"]), "group": int(trigger["group"])}
+    if "method" in trigger:
+        spt["method"] = trigger["method"]
+    elif "sessionCase" in trigger:
+        spt["session_case"] = int(trigger["sessionCase"])
+    elif "header" in trigger:
+        spt["sip_header"] = {"header": trigger["header"]["name"], "content": trigger["header"]["content"]}
+    elif "sdpLine" in trigger:
+        spt["sdp_line"] = {"line": trigger["sdpLine"]["line"], "content": trigger["sdpLine"]["content"]}
+    else:
+        spt["request_uri"] = trigger["requestUri"]
+    return spt
+
+
+def ifc_array(ifcs: list[dict]) -> list[dict]:
+    """The subscriber's `ifc` array: the iFCs open5gs' HSS puts into the SAA's User-Data."""
+    return [
+        {
+            "priority": int(ifc["priority"]),
+            "application_server": {
+                "server_name": ifc["applicationServer"],
+                "default_handling": int(ifc["defaultHandling"]),
+            },
+            "trigger_point": {
+                "condition_type_cnf": int(ifc["conditionTypeCnf"]),
+                "spt": [_spt(t) for t in ifc["triggers"]],
+            },
+        }
+        for ifc in ifcs
+    ]
+
+
 def document(sub: dict, stack: str) -> dict:
     """The subscriber document open5gs 2.7 reads, without `security.sqn` (see module doc)."""
     ambr = _ambr(sub["ambr"])
@@ -67,6 +102,8 @@ def document(sub: dict, stack: str) -> dict:
         "security": {"k": sub["k"], "opc": sub["opc"], "op": None, "amf": sub["amf"]},
         "ambr": ambr,
         "slice": [{"sst": 1, "default_indicator": True, "session": sessions}],
+        # Always written, empty too: iFCs removed from the stack config leave the document.
+        "ifc": ifc_array(sub.get("ifcs", [])),
         "ims_core": {"stack": stack},
     }
 

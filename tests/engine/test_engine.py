@@ -26,6 +26,15 @@ def available(ws, name: str) -> tuple[int, int]:
     return body["spec"]["replicas"], body.get("status", {}).get("availableReplicas", 0)
 
 
+@pytest.fixture
+def stack_up(workspace):
+    """The module's stack deployed, as test_up leaves it: a test that needs a running stack
+    brings it up itself when it runs alone or under -k, and reuses it in a full run."""
+    resources = json.loads(workspace.pulumi("stack", "export").stdout)["deployment"].get("resources") or []
+    if not any(r["type"] == "kubernetes:core/v1:Namespace" for r in resources):
+        workspace.timed("up (test run alone)", "up", "--yes", "--skip-preview")
+
+
 def test_preview_of_a_new_stack_plans_every_nf(workspace):
     result = workspace.timed("preview", "preview", "--json")
     steps = json.loads(result.stdout)["steps"]
@@ -61,10 +70,12 @@ def test_up_creates_everything_and_workloads_become_available(workspace):
     assert re.search(pcscf_a, zone, re.MULTILINE), zone
 
 
+@pytest.mark.usefixtures("stack_up")
 def test_second_preview_reports_no_changes(workspace):
     workspace.timed("no-change preview", "preview", "--expect-no-changes")
 
 
+@pytest.mark.usefixtures("stack_up")
 def test_the_namespace_admits_what_baseline_would_refuse(workspace):
     """Pod Security Admission runs in this apiserver: our namespace's label admits rtpengine
     (host network), which a baseline namespace refuses; the CSCFs of the default stack pass
@@ -95,6 +106,7 @@ def test_the_namespace_admits_what_baseline_would_refuse(workspace):
         workspace.api("DELETE", f"/api/v1/namespaces/{scratch}")
 
 
+@pytest.mark.usefixtures("stack_up")
 def test_a_drain_keeps_one_ims_dns_pod_and_stops_at_valkey(workspace):
     """The disruption controller's verdicts, and the eviction a `kubectl drain` would send."""
     budgets = {}
@@ -146,6 +158,7 @@ def grows_in_place_and_refuses_a_shrink(workspace, key: str, statefulset: str, w
     workspace.pulumi("preview", "--expect-no-changes")
 
 
+@pytest.mark.usefixtures("stack_up")
 @pytest.mark.parametrize(
     ("key", "statefulset", "what"),
     [("valkeyStorage", "valkey", "Valkey volume claim"), ("mongodbStorage", "mongodb", "MongoDB volume claim")],
@@ -154,6 +167,7 @@ def test_storage_grows_in_place_and_a_shrink_is_refused_at_preview(workspace, ke
     grows_in_place_and_refuses_a_shrink(workspace, key, statefulset, what)
 
 
+@pytest.mark.usefixtures("stack_up")
 def test_adding_a_subscriber_previews_only_the_subscriber_secret_and_the_provisioning_job(workspace):
     from tests.engine.conftest import ENGINE_SUBSCRIBERS, add_subscriber
 
@@ -168,6 +182,7 @@ def test_adding_a_subscriber_previews_only_the_subscriber_secret_and_the_provisi
     workspace.pulumi("preview", "--expect-no-changes")
 
 
+@pytest.mark.usefixtures("stack_up")
 def test_replica_change_previews_only_the_ims_dns_deployment(workspace):
     # The IMS DNS is stateless: the one NF that scales (the CSCFs and rtpengine must stay at 1).
     workspace.pulumi("config", "set", "corednsReplicas", "3")
@@ -176,6 +191,7 @@ def test_replica_change_previews_only_the_ims_dns_deployment(workspace):
     assert available(workspace, "coredns") == (3, 3)
 
 
+@pytest.mark.usefixtures("stack_up")
 def test_ims_domain_change_previews_the_cscfs_and_dns_only(workspace):
     workspace.pulumi("config", "set", "imsDomain", "ims.engine.example.net")
     diff = changed(workspace.preview_steps())
@@ -200,6 +216,7 @@ def test_ims_domain_change_previews_the_cscfs_and_dns_only(workspace):
     workspace.pulumi("preview", "--expect-no-changes")
 
 
+@pytest.mark.usefixtures("stack_up")
 def test_bad_config_fails_with_our_message_and_changes_nothing(workspace):
     before = json.loads(workspace.pulumi("stack", "export").stdout)["deployment"]["resources"]
     workspace.pulumi("config", "set", "mcc", "12")
@@ -217,6 +234,7 @@ def test_bad_config_fails_with_our_message_and_changes_nothing(workspace):
     workspace.pulumi("preview", "--expect-no-changes")
 
 
+@pytest.mark.usefixtures("stack_up")
 def test_charging_on_previews_and_comes_up(workspace):
     enable_charging(workspace)
     diff = changed(workspace.preview_steps())
@@ -232,7 +250,16 @@ def test_charging_on_previews_and_comes_up(workspace):
     workspace.pulumi("preview", "--expect-no-changes")
 
 
+def charging_on(ws) -> None:
+    """test_charging_on...'s settings, set and deployed if they are not yet (a run alone)."""
+    if ws.pulumi("config", "get", "--path", "charging.enabled", check=False).stdout.strip() != "true":
+        enable_charging(ws)
+        ws.timed("up with charging (test run alone)", "up", "--yes", "--skip-preview")
+
+
+@pytest.mark.usefixtures("stack_up")
 def test_tariff_change_previews_only_the_plan_and_the_loader_job(workspace):
+    charging_on(workspace)
     workspace.pulumi("config", "set", "--path", "charging.destinations[0].pricePerMinute", "0.2", "--type", "float")
     diff = changed(workspace.preview_steps())
     assert set(diff) == {"cgrates-plan", "cgrates-loader"}, diff
@@ -241,10 +268,15 @@ def test_tariff_change_previews_only_the_plan_and_the_loader_job(workspace):
     workspace.pulumi("up", "--yes", "--skip-preview")
 
 
+@pytest.mark.usefixtures("stack_up")
 def test_stordb_storage_grows_in_place_and_a_shrink_is_refused_at_preview(workspace):
-    grows_in_place_and_refuses_a_shrink(workspace, "cgratesStorDbStorage", "cgrates-stordb", "CGRateS StorDB volume claim")
+    charging_on(workspace)
+    grows_in_place_and_refuses_a_shrink(
+        workspace, "cgratesStorDbStorage", "cgrates-stordb", "CGRateS StorDB volume claim"
+    )
 
 
+@pytest.mark.usefixtures("stack_up")
 def test_a_valkey_password_in_plain_text_is_refused(workspace):
     workspace.pulumi("config", "set", "valkeyPassword", "plain-text-password-12345")
     try:
@@ -258,6 +290,7 @@ def test_a_valkey_password_in_plain_text_is_refused(workspace):
     workspace.pulumi("preview", "--expect-no-changes")
 
 
+@pytest.mark.usefixtures("stack_up")
 def test_destroy_leaves_nothing_and_the_stack_can_be_removed(workspace):
     workspace.timed("destroy", "destroy", "--yes", "--skip-preview")
     deadline = time.monotonic() + 120

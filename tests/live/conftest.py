@@ -290,7 +290,7 @@ def hss(live_settings, netns, users) -> CxHssTestDouble:
     with netns.entered():
         double.start()
         # Like open5gs' freeDiameter (ConnectPeer per CSCF in the rendered hss.conf), the HSS
-        # connects to the CSCFs too: cdp's own CER can lack Host-IP-Address and is refused.
+        # connects to the CSCFs too (RFC 6733 election keeps one connection per peer).
         double.connect_peers(_connect_peers(live_settings, "hss"))
     yield double
     double.stop()

@@ -15,7 +15,7 @@ record; cdp logs that and Kamailio starts all the same. Nothing is turned off. K
 image's minor (6.0, from the Debian 13 root). Not reproduced: the pod's user and capabilities
 (here everything runs as root).
 
-The readiness probe is the image's `sip-options-probe 127.0.0.1 5060` under busybox `sh`,
+The liveness probe (and the first step of readiness) is the image's `sip-options-probe 127.0.0.1 5060` under busybox `sh`,
 with only busybox applets on PATH (nc, timeout, head, tr, date), as in the Alpine image.
 """
 

@@ -29,6 +29,7 @@ from tests.doubles.milenage import Milenage
 from tests.doubles.open5gs_db import Open5gsSubscriberSource
 from tests.live import sipp
 from tests.live.conftest import Daemon, _tcp_open, _wait
+from tests.live.test_isc import AS, AS_ADDRESS, AS_URI, as_proxy, header
 from tests.netns import NetNamespace, can_create_namespaces
 from tests.profiles import loopback_settings
 from tests.tooling import missing, require_binary
@@ -191,6 +192,95 @@ def test_a_declared_subscriber_registers_and_is_refused_once_removed_from_config
         assert refused.returncode == 0, refused.explain()
         last_uar = [r for r in hss.requests_of("UAR") if r.user_name == ue.impi][-1]
         assert last_uar.experimental_result_code == 5001  # DIAMETER_ERROR_USER_UNKNOWN
+    finally:
+        hss.subscriber_source = None
+        db.close()
+        ferretdb.stop()
+    assert not hss.take_errors()
+
+
+# An iFC as a user declares it in stack config: dave's ISC test's criteria (tests/live/test_isc.py).
+ORIGINATING_INVITE = {
+    "priority": 0,
+    "applicationServer": AS_URI,
+    "defaultHandling": "continue",
+    "triggers": [{"method": "INVITE"}, {"sessionCase": "originating"}],
+}
+GRACE = declared("001010000000103", "5550103", "grace-declared-k", ifcs=[ORIGINATING_INVITE])
+HEIDI = declared("001010000000104", "5550104", "heidi-declared-k")
+
+
+def test_a_declared_ifc_is_written_in_open5gs_schema_and_cleared_when_removed(dbns, workdir):
+    db = Db(dbns)
+    try:
+        provision(dbns, stack(GRACE, HEIDI), workdir)
+        docs = db.docs()
+        (ifc,) = docs[GRACE["imsi"]]["ifc"]
+        assert ifc == {
+            "priority": 0,
+            "application_server": {"server_name": AS_URI, "default_handling": 0},
+            "trigger_point": {
+                "condition_type_cnf": 0,
+                "spt": [
+                    {"condition_negated": 0, "group": 0, "method": "INVITE"},
+                    {"condition_negated": 0, "group": 0, "session_case": 0},
+                ],
+            },
+        }
+        # open5gs reads these numbers only as int32 (BSON_ITER_HOLDS_INT32); pymongo decodes
+        # int32 as int and int64 as Int64, and == above does not tell them apart.
+        numbers = [ifc["priority"], ifc["application_server"]["default_handling"]]
+        numbers += [ifc["trigger_point"]["condition_type_cnf"], ifc["trigger_point"]["spt"][1]["session_case"]]
+        numbers += [spt[k] for spt in ifc["trigger_point"]["spt"] for k in ("condition_negated", "group")]
+        assert all(type(n) is int for n in numbers), [type(n) for n in numbers]
+        assert docs[HEIDI["imsi"]]["ifc"] == []
+        without = {k: v for k, v in GRACE.items() if k != "ifcs"}
+        assert provision(dbns, stack(without, HEIDI), workdir)[0] == f"updated {GRACE['imsi']}"
+        assert db.docs()[GRACE["imsi"]]["ifc"] == []
+    finally:
+        db.close()
+
+
+def test_a_declared_ifc_sends_the_invite_to_the_application_server(core, workdir):
+    """GRACE's iFC, declared in stack config, provisioned by the Job's script, read back by the
+    HSS double from FerretDB as open5gs' HSS reads it, reaches the S-CSCF in the SAA; her
+    INVITE to HEIDI (declared without iFC) goes through the application server."""
+    ferretdb = start_ferretdb(core.ns, workdir)
+    db = Db(core.ns)
+    hss = core.hss
+    domain = core.settings.ims_domain
+
+    def ue(sub: dict, name: str, raw_k: str, n: int) -> sipp.Ue:
+        return sipp.Ue(name=name, impi=f"{sub['imsi']}@{domain}", k=raw_k, op=OP, amf="00", address=f"127.0.0.{n}")
+
+    grace, heidi = ue(GRACE, "grace", "grace-declared-k", 111), ue(HEIDI, "heidi", "heidi-declared-k", 112)
+    hss.subscriber_source = Open5gsSubscriberSource(db.collection, domain)
+    try:
+        provision(core.ns, stack(GRACE, HEIDI), workdir)
+        for who in (grace, heidi):
+            run = core.sipp(who, sipp.register(who, domain), f"register-{who.name}-declared")
+            assert run.returncode == 0, run.explain()
+        # The SAA of her registration carried the iFC in its User-Data (TS 29.228 annex B).
+        sar = [r for r in hss.requests_of("SAR") if r.user_name == grace.impi][-1]
+        user_data = sar.answer.str_of(606, 10415) or ""
+        assert f"<ServerName>{AS_URI}</ServerName>" in user_data and "<Method>INVITE</Method>" in user_data, user_data
+
+        app_server = core.sipp(AS, as_proxy(), "isc-as-declared", timeout=8, background=True)
+        callee = core.sipp(heidi, sipp.answer(heidi), "answer-heidi-declared", timeout=8, background=True)
+        caller = core.sipp(grace, sipp.call(grace, heidi, domain), "call-grace-declared", timeout=8)
+        callee.wait()
+        app_server.wait()
+        assert caller.returncode == 0, caller.explain()
+        assert callee.returncode == 0, callee.explain()
+        assert app_server.returncode == 0, app_server.explain()
+        (at_as,) = app_server.received("INVITE ")
+        assert at_as.startswith(f"INVITE sip:{heidi.impi} SIP/2.0"), at_as
+        (at_heidi,) = callee.received("INVITE ")
+        assert any(AS_ADDRESS in via for via in header(at_heidi, "Via")), at_heidi
+
+        for who in (grace, heidi):  # nothing of theirs stays registered for the tests after this one
+            run = core.sipp(who, sipp.register(who, domain, expires=0), f"deregister-{who.name}-declared")
+            assert run.returncode == 0, run.explain()
     finally:
         hss.subscriber_source = None
         db.close()

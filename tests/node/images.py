@@ -83,6 +83,7 @@ def images(pause: bytes, coredns: bytes) -> list[Image]:
             user=f"{NONROOT}:{NONROOT}",
             files={
                 "usr/local/bin/sip-options-probe": _script(kamailio_dir / "sip-options-probe"),
+                "usr/local/bin/cscf-ready-probe": _script(kamailio_dir / "cscf-ready-probe"),
                 "usr/local/bin/kamailio-start": _script(kamailio_dir / "kamailio-start"),
                 **applets,
             },

@@ -23,7 +23,37 @@ def test_workers_and_overload_limit_reach_the_rendered_defines():
     assert "#!define OVERLOAD_RETRY_AFTER 30" in pcscf.splitlines()
     scscf = render_kamailio.defines(settings, "scscf")
     assert "#!define CHILDREN 2" in scscf.splitlines()
-    assert "OVERLOAD" not in scscf
+    assert "OVERLOAD_PENDING_LIMIT" not in scscf and "OVERLOAD_REGISTER_RATE" not in scscf
+
+
+def test_every_cscf_sheds_before_its_shared_pool_runs_out():
+    """Each CSCF's memory gauge is a fifth of its own pool, and its config calls it."""
+    settings = stack_settings(
+        pcscfShmMb=160, icscfShmMb=128, scscfShmMb=256, pcscfMemory="512Mi", scscfMemory="512Mi",
+        pcscfOverloadRetryAfter=7,
+    )
+    for role, mb in (("pcscf", 160), ("icscf", 128), ("scscf", 256)):
+        defines = render_kamailio.defines(settings, role).splitlines()
+        assert f"#!define OVERLOAD_SHM_FREE {mb * 2**20 // 5}" in defines
+        assert "#!define OVERLOAD_RETRY_AFTER 7" in defines
+        files = render_kamailio.render(settings, role)
+        assert "$stat(free_size)" in files["route/overload.cfg"]
+        assert "route(OVERLOAD);" in files["kamailio.cfg"]
+
+
+def test_shared_pools_are_sized_for_the_admitted_registration_rate():
+    """A pool too small for the registrations the P-CSCF admits is refused, naming the
+    rate, what is held and what is needed; the shipped defaults fit."""
+    stack_settings()
+    with pytest.raises(SettingsError) as error:
+        stack_settings(scscfShmMb=64, pcscfOverloadRegisterRate=200)
+    assert (
+        "scscfShmMb = 64: too small for pcscfOverloadRegisterRate = 200; the scscf holds about 2800 transactions "
+        "of ~24 KB at that rate and sheds new work below 20 % free, so it needs at least 103 MB; raise scscfShmMb "
+        "(and scscfMemory) or lower pcscfOverloadRegisterRate"
+    ) in error.value.errors
+    # A lower admitted rate fits the smaller pool.
+    stack_settings(pcscfShmMb=64, icscfShmMb=64, scscfShmMb=64, pcscfOverloadRegisterRate=100)
 
 
 def test_shipped_pcscf_config_calls_the_overload_route_on_gm():
@@ -39,7 +69,7 @@ def test_memory_pools_reach_the_kamailio_command_line():
     args = container(run.mocks.named("scscf-deployment"))["args"]
     assert args[args.index("-m") + 1] == "128" and args[args.index("-M") + 1] == "16"
     pcscf = container(run.mocks.named("pcscf-deployment"))["args"]
-    assert pcscf[pcscf.index("-m") + 1] == "64"
+    assert pcscf[pcscf.index("-m") + 1] == "128"
 
 
 @pytest.mark.parametrize(
