@@ -5,7 +5,9 @@
   passwords from a Secret through the environment (`*env:` in the config). Its DataDB
   (accounts, balances, rating data) is Valkey database 3, whose AOF survives restarts.
 - StorDB: PostgreSQL on its own volume (CDRs, tariff-plan staging tables), schema created by
-  the image's init on first start (an empty data directory) from config/cgrates/postgres.
+  the image's init on first start (an empty data directory) from config/cgrates/postgres. The
+  volume is the claim `data-cgrates-stordb-0`, sized by `cgratesStorDbStorage` (grows in place,
+  a shrink fails the preview: components/stateful.py).
 - Loader Job: runs config/cgrates/load_plan.py on the rendered plan through CGRateS' HTTP API.
   The plan lives in its own autonamed ConfigMap that only the Job reads, so a tariff or
   balance change replaces that ConfigMap and the Job and rolls no pod.
@@ -22,6 +24,7 @@ from .base import NON_ROOT_UID, DeployContext, NetworkFunctionComponent, config_
 from .naming import labels, selector
 from .password import GeneratedPassword
 from .render import cgrates as render_cgrates
+from .stateful import DataStorage, single_instance_statefulset
 
 STORDB = "cgrates-stordb"
 LOADER = "cgrates-loader"
@@ -175,39 +178,20 @@ class Cgrates(NetworkFunctionComponent):
             ),
             opts=self.child_opts(),
         )
-        return k8s.apps.v1.StatefulSet(
-            f"{STORDB}-statefulset",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=STORDB, namespace=self.ctx.namespace, labels=stordb_labels),
-            spec=k8s.apps.v1.StatefulSetSpecArgs(
-                service_name=STORDB,
-                replicas=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(settings, STORDB)),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=stordb_labels),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        containers=[container],
-                        security_context=k8s.core.v1.PodSecurityContextArgs(fs_group=POSTGRES_UID),
-                        volumes=[
-                            config_volume("schema", schema),
-                            k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
-                        ],
-                        enable_service_links=False,
-                    ),
-                ),
-                volume_claim_templates=[
-                    k8s.core.v1.PersistentVolumeClaimArgs(
-                        metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=stordb_labels),
-                        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                            access_modes=["ReadWriteOnce"],
-                            resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                                requests={"storage": deployment.stordb_storage}
-                            ),
-                        ),
-                    )
-                ],
-            ),
-            opts=self.child_opts(),
+        self.stordb_instance = single_instance_statefulset(
+            self,
+            STORDB,
+            storage=DataStorage("cgratesStorDbStorage", deployment.stordb_storage, "CGRateS StorDB volume claim"),
+            labels=stordb_labels,
+            selector=selector(settings, STORDB),
+            containers=[container],
+            volumes=[
+                config_volume("schema", schema),
+                k8s.core.v1.VolumeArgs(name="run", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+            ],
+            fs_group=POSTGRES_UID,
         )
+        return self.stordb_instance.statefulset
 
     def _loader(self) -> k8s.batch.v1.Job:
         """The Job that loads the plan; autonamed, so a new plan is a new Job."""

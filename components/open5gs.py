@@ -1,8 +1,10 @@
 """open5gs as HSS, PCRF and PGW, their MongoDB, and the subscribers declared in stack config.
 
 - `SubscriberDb` (`ims:open5gs:SubscriberDb`): MongoDB from the official image, a StatefulSet
-  with a volume, auth on (the password from the `mongodbPassword` secret), a NetworkPolicy
-  that admits only the HSS, the PCRF and the provisioning Job. Its `uri_secret` holds the
+  with its data on the claim `data-mongodb-0` (sized by `mongodbStorage`, grows in place, a
+  shrink fails the preview: components/stateful.py), auth on (the password from the
+  `mongodbPassword` secret), a NetworkPolicy that admits only the HSS, the PCRF and the
+  provisioning Job. Its `uri_secret` holds the
   client URI with the password, for DB_URI / MONGODB_URI.
 - `SubscriberProvisioning` (`ims:open5gs:SubscriberProvisioning`): a Job that runs
   config/open5gs/provision.py on the declared subscribers (a Secret: K and OPc). Both the
@@ -30,6 +32,7 @@ from .cscf import CLUSTER_DOMAIN
 from .password import GeneratedPassword
 from .render import open5gs as render_open5gs
 from .render.kamailio import DIAMETER_PORT
+from .stateful import DataStorage, single_instance_statefulset
 
 MONGODB_UID = 999  # the official image's mongodb user
 PROVISIONING = "subscriber-provisioning"
@@ -101,39 +104,20 @@ class SubscriberDb(NetworkFunctionComponent):
                 timeout_seconds=5,
             ),
         )
-        self.statefulset = k8s.apps.v1.StatefulSet(
-            "mongodb-statefulset",
-            metadata=self.metadata("mongodb"),
-            spec=k8s.apps.v1.StatefulSetSpecArgs(
-                service_name="mongodb",
-                replicas=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.selector),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=self.pod_metadata(),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        containers=[container],
-                        security_context=k8s.core.v1.PodSecurityContextArgs(fs_group=MONGODB_UID),
-                        volumes=[
-                            k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
-                            k8s.core.v1.VolumeArgs(name="configdb", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
-                        ],
-                        enable_service_links=False,
-                    ),
-                ),
-                volume_claim_templates=[
-                    k8s.core.v1.PersistentVolumeClaimArgs(
-                        metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=self.labels),
-                        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                            access_modes=["ReadWriteOnce"],
-                            resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                                requests={"storage": settings.open5gs.mongodb_storage}
-                            ),
-                        ),
-                    )
-                ],
-            ),
-            opts=self.child_opts(),
+        self.instance = single_instance_statefulset(
+            self,
+            "mongodb",
+            storage=DataStorage("mongodbStorage", settings.open5gs.mongodb_storage, "MongoDB volume claim"),
+            labels=self.labels,
+            selector=self.selector,
+            containers=[container],
+            volumes=[
+                k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                k8s.core.v1.VolumeArgs(name="configdb", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+            ],
+            fs_group=MONGODB_UID,
         )
+        self.statefulset, self.claim = self.instance.statefulset, self.instance.claim
         self.svc = self.service([k8s.core.v1.ServicePortArgs(name="mongodb", port=port, protocol="TCP")])
         self.policy = self.network_policy(
             [
@@ -143,7 +127,13 @@ class SubscriberDb(NetworkFunctionComponent):
                 )
             ]
         )
-        self.register_outputs({"statefulSet": self.statefulset.metadata.name, "uriSecret": self.uri_secret.metadata.name})
+        self.register_outputs(
+            {
+                "statefulSet": self.statefulset.metadata.name,
+                "claim": self.claim.metadata.name,
+                "uriSecret": self.uri_secret.metadata.name,
+            }
+        )
 
 
 class SubscriberProvisioning(NetworkFunctionComponent):

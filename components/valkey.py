@@ -4,11 +4,8 @@ The password (the `valkeyPassword` secret, or the one the stack generated) reach
 through a Kubernetes Secret (the `requirepass` include and the probe's environment); valkey.conf
 in the ConfigMap names the include file, never the password.
 
-The data claim is a resource of its own, not a volumeClaimTemplate: a template cannot change
-(a new `valkeyStorage` replaced the StatefulSet and left the old claim at its old size), while
-a claim's size can grow in place. It keeps the name the template gave it (`data-valkey-0`), so
-a stack deployed with the template adopts its claim and its data. The AOF on it replays on every
-restart. A smaller `valkeyStorage` fails the preview (components/volume_size.py).
+The AOF lives on the claim `data-valkey-0`, sized by `valkeyStorage` (grows in place, a shrink
+fails the preview: components/stateful.py), and replays on every restart.
 """
 
 from __future__ import annotations
@@ -20,12 +17,10 @@ from .base import DeployContext, NetworkFunctionComponent, config_volume, non_ro
 from .interfaces import valkey_clients
 from .render import valkey as render_valkey
 from .settings import DEPLOYED_NFS
-from .volume_size import GrowOnlySize
+from .stateful import DataStorage, single_instance_statefulset
 
 # The upstream image's valkey user.
 VALKEY_UID = 999
-# The claim a volumeClaimTemplate "data" gave pod valkey-0: existing stacks keep their data.
-DATA_CLAIM = "data-valkey-0"
 
 
 class Valkey(NetworkFunctionComponent):
@@ -40,7 +35,6 @@ class Valkey(NetworkFunctionComponent):
             "auth", pulumi.Output.from_input(ctx.valkey_password).apply(render_valkey.render_secrets)
         )
         port = render_valkey.VALKEY_PORT
-        self.claim = self.data_claim()
         container = k8s.core.v1.ContainerArgs(
             name="valkey",
             image=settings.images.valkey,
@@ -78,34 +72,17 @@ class Valkey(NetworkFunctionComponent):
                 period_seconds=20,
             ),
         )
-        self.statefulset = k8s.apps.v1.StatefulSet(
-            "valkey-statefulset",
-            metadata=self.metadata("valkey"),
-            spec=k8s.apps.v1.StatefulSetSpecArgs(
-                service_name="valkey",
-                replicas=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.selector),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=self.pod_metadata(),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        containers=[container],
-                        security_context=k8s.core.v1.PodSecurityContextArgs(fs_group=VALKEY_UID),
-                        volumes=[
-                            config_volume("config", self.config),
-                            secret_volume("auth", self.secrets),
-                            k8s.core.v1.VolumeArgs(
-                                name="data",
-                                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
-                                    claim_name=self.claim.metadata.name
-                                ),
-                            ),
-                        ],
-                        enable_service_links=False,
-                    ),
-                ),
-            ),
-            opts=self.child_opts(),
+        self.instance = single_instance_statefulset(
+            self,
+            "valkey",
+            storage=DataStorage("valkeyStorage", settings.valkey_storage, "Valkey volume claim"),
+            labels=self.labels,
+            selector=self.selector,
+            containers=[container],
+            volumes=[config_volume("config", self.config), secret_volume("auth", self.secrets)],
+            fs_group=VALKEY_UID,
         )
+        self.statefulset, self.claim = self.instance.statefulset, self.instance.claim
         # One instance, its data on one ReadWriteOnce volume: evicting it stops every registration
         # write until it runs again elsewhere. maxUnavailable 0 makes a drain wait for whoever runs
         # the core to move it (kubectl delete pod valkey-0) at a time they choose (the Kubernetes
@@ -131,24 +108,4 @@ class Valkey(NetworkFunctionComponent):
         self.address = self.svc.spec.cluster_ip
         self.register_outputs(
             {"address": self.address, "statefulSet": self.statefulset.metadata.name, "claim": self.claim.metadata.name}
-        )
-
-    def data_claim(self) -> k8s.core.v1.PersistentVolumeClaim:
-        """The AOF's volume; a larger `valkeyStorage` expands it in place (where the StorageClass
-        allows expansion; otherwise the API server refuses the update and says so)."""
-        size = self.settings.valkey_storage
-        guard = GrowOnlySize(
-            "valkey-storage-size", key="valkeyStorage", size=size, what="Valkey volume claim", opts=self.child_opts()
-        )
-        return k8s.core.v1.PersistentVolumeClaim(
-            "valkey-data",
-            # A claim of a WaitForFirstConsumer class (kind's default) binds only once the pod is
-            # scheduled, after this resource: do not wait for Bound here; the StatefulSet's
-            # readiness says the volume is mounted.
-            metadata=self.metadata(DATA_CLAIM, annotations={"pulumi.com/skipAwait": "true"}),
-            spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                access_modes=["ReadWriteOnce"],
-                resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
-            ),
-            opts=self.child_opts(depends_on=[guard]),
         )

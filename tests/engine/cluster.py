@@ -32,11 +32,12 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from tests.cluster_common import api_client, api_request
 
 DEFAULT_TOOLS_BIN = Path(os.environ.get("IMS_CORE_TOOLS", Path.home() / ".cache" / "ims-core-tools")) / "bin"
 DEFAULT_WORKDIR = Path(os.environ.get("TMPDIR", "/tmp")) / "ims-core-engine-cluster"
@@ -135,35 +136,6 @@ def _ensure_stopped(pid: int, timeout: float = 10.0) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-# --- talking to the apiserver -----------------------------------------------------------------
-
-
-def api_client(pki: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-    return context
-
-
-def api_request(
-    server: str,
-    context: ssl.SSLContext,
-    method: str,
-    path: str,
-    body: dict | None = None,
-    timeout: float = 10.0,
-) -> tuple[int, str]:
-    """One REST call; returns (status, body text) and never raises on HTTP errors."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(server + path, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 # --- start -------------------------------------------------------------------------------------

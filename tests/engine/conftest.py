@@ -7,19 +7,14 @@ pulumi-docker's plugin cannot be built from Go modules.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.cluster_common import Workspace, api_client, api_request
 from tests.engine import cluster as local_cluster
 from tests.figures import record
-from tests.tooling import ROOT, TOOLS_DIR, missing
+from tests.tooling import TOOLS_DIR, missing
 
 ENGINE_TOOLS = (
     "pulumi",
@@ -36,52 +31,10 @@ ENGINE_TOOLS = (
 )
 # What a real cluster's storage offers: a default StorageClass whose claims may grow, and one
 # volume of it for each claim the session's stacks make (Valkey, MongoDB and, with charging on,
-# the CGRateS StorDB, for the engine stack, the ephemeral stacks and the dev stack; a released
-# volume is not reused); no provisioner runs here, so the volumes are made up front.
+# the CGRateS StorDB, for the engine stack, the two upgraded stacks, the ephemeral stacks and the dev
+# stack; a released volume is not reused); no provisioner runs here, so the volumes are made up
+# front.
 STORAGE_CLASS = "engine-expandable"
-PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "config", "dockerfiles")
-PASSPHRASE = "engine-tier-passphrase"
-
-
-@dataclass
-class Workspace:
-    """One project copy + stack, and the pulumi CLI bound to it."""
-
-    project: Path
-    stack: str
-    env: dict[str, str]
-    cluster: local_cluster.Cluster
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def pulumi(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            ["pulumi", *args, "--stack", self.stack, "--non-interactive"],
-            cwd=self.project,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"pulumi {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-            )
-        return result
-
-    def timed(self, label: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        start = time.perf_counter()
-        result = self.pulumi(*args, **kwargs)
-        self.timings[label] = time.perf_counter() - start
-        return result
-
-    def preview_steps(self) -> list[dict]:
-        result = self.pulumi("preview", "--json", "--diff")
-        return json.loads(result.stdout).get("steps", [])
-
-    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        context = local_cluster.api_client(self.cluster.workdir / "pki")
-        status, text = local_cluster.api_request(self.cluster.server, context, method, path, body)
-        return status, (json.loads(text) if text.strip().startswith("{") else {"raw": text})
 
 
 def _tools_present() -> None:
@@ -98,6 +51,35 @@ ENGINE_SUBSCRIBERS = [
 ]
 
 
+def changed(steps: list[dict]) -> dict[str, set[str]]:
+    """Logical name -> ops of every step of a preview that is not `same` (the stack excluded)."""
+    result: dict[str, set[str]] = {}
+    for step in steps:
+        urn = step["urn"]
+        if step["op"] == "same" or "::pulumi:pulumi:Stack::" in urn:
+            continue
+        result.setdefault(urn.split("::")[-1], set()).add(step["op"])
+    return result
+
+
+CHARGING_PATHS = (
+    ("charging.enabled", "true", "bool"),
+    ("charging.destinations[0].name", "national", "string"),
+    ("charging.destinations[0].prefixes[0]", "+4930", "string"),
+    ("charging.destinations[0].pricePerMinute", "0.1", "float"),
+    ("charging.destinations[0].incrementSeconds", "60", "int"),
+    ("charging.balances[0].subscriber", "001010000000001", "string"),
+    ("charging.balances[0].amount", "5", "float"),
+)
+
+
+def enable_charging(ws) -> None:
+    """A tariff and a balance, as a user sets them (charging on deploys CGRateS and its StorDB)."""
+    for path, value, kind in CHARGING_PATHS:
+        ws.pulumi("config", "set", "--path", path, value, "--type", kind)
+    ws.pulumi("config", "set", "--secret", "cgratesStorDbPassword", "engine-stordb-password-01")
+
+
 def add_subscriber(ws, index: int, subscriber: dict) -> None:
     for key, value in subscriber.items():
         secret = ["--secret"] if key in ("k", "opc") else []
@@ -111,13 +93,29 @@ def engine_cluster(tmp_path_factory):
     cluster = local_cluster.start_cluster(TOOLS_DIR / "bin", workdir)
     try:
         record(f"engine: local control plane (kwokctl --runtime binary) ready in {cluster.started_in:.1f}s")
-        context = local_cluster.api_client(cluster.workdir / "pki")
+        context = api_client(cluster.workdir / "pki")
         for path, body in storage(workdir):
-            status, text = local_cluster.api_request(cluster.server, context, "POST", path, body)
+            status, text = api_request(cluster.server, context, "POST", path, body)
             assert status in (200, 201), text
         yield cluster
     finally:
         cluster.stop()
+
+
+def persistent_volume(name: str, path: Path, reclaim: str = "Retain") -> dict:
+    """A 10Gi volume of the tier's StorageClass (what a provisioner would have made)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "10Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": STORAGE_CLASS,
+            "hostPath": {"path": str(path)},
+            "persistentVolumeReclaimPolicy": reclaim,
+        },
+    }
 
 
 def storage(workdir: Path) -> list[tuple[str, dict]]:
@@ -132,21 +130,7 @@ def storage(workdir: Path) -> list[tuple[str, dict]]:
         "allowVolumeExpansion": True,
         "volumeBindingMode": "Immediate",
     }
-    volumes = [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": f"engine-tier-pv-{i}"},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": STORAGE_CLASS,
-                "hostPath": {"path": str(workdir / f"pv-{i}")},
-                "persistentVolumeReclaimPolicy": "Retain",
-            },
-        }
-        for i in range(24)
-    ]
+    volumes = [persistent_volume(f"engine-tier-pv-{i}", workdir / f"pv-{i}") for i in range(29)]
     return [("/apis/storage.k8s.io/v1/storageclasses", storage_class)] + [
         ("/api/v1/persistentvolumes", volume) for volume in volumes
     ]
@@ -154,50 +138,21 @@ def storage(workdir: Path) -> list[tuple[str, dict]]:
 
 @pytest.fixture(scope="module")
 def workspace(engine_cluster, tmp_path_factory) -> Workspace:
-    base = tmp_path_factory.mktemp("pulumi")
-    project = base / "ims-core"
-    project.mkdir()
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy2(source, project / name)
-    (project / ".venv").symlink_to(ROOT / ".venv")
-    state = base / "state"
-    state.mkdir()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBECONFIG"))},
-        "PATH": f"{TOOLS_DIR / 'bin'}:{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
-        "PULUMI_HOME": str(base / "home"),
-        # The language host built from Go modules is older than Pulumi.yaml's runtime options
-        # and ignores `virtualenv`: name the project's interpreter explicitly.
-        "PULUMI_PYTHON_CMD": str(ROOT / ".venv" / "bin" / "python"),
-        "PULUMI_BACKEND_URL": f"file://{state}",
-        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_SKIP_CONFIRMATIONS": "true",
-    }
-    ws = Workspace(project=project, stack="engine", env=env, cluster=engine_cluster)
-    subprocess.run(
-        ["pulumi", "stack", "init", ws.stack, "--non-interactive"],
-        cwd=project,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    config = {
-        "kubeconfig": str(engine_cluster.kubeconfig),
-        "namespace": "ims-engine",
-        "imageBuild": "false",
-        "imagePush": "false",
-        "imageRegistry": "registry.example.net/ims-core",
-    }
-    for key, value in config.items():
-        ws.pulumi("config", "set", key, value)
+    config = engine_stack_config(engine_cluster)
+    ws = Workspace.create(tmp_path_factory.mktemp("pulumi"), "engine", engine_cluster, config)
     # No valkeyPassword or mongodbPassword: the stack generates them, as the dev stack does.
     for i, subscriber in enumerate(ENGINE_SUBSCRIBERS[:2]):  # the third is added by a test
         add_subscriber(ws, i, subscriber)
     yield ws
     record("engine: pulumi wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in ws.timings.items()))
+
+
+def engine_stack_config(cluster, namespace: str = "ims-engine") -> dict[str, str]:
+    """A stack on this tier's cluster: prebuilt image references instead of builds."""
+    return {
+        "kubeconfig": str(cluster.kubeconfig),
+        "namespace": namespace,
+        "imageBuild": "false",
+        "imagePush": "false",
+        "imageRegistry": "registry.example.net/ims-core",
+    }

@@ -10,9 +10,7 @@ do not collide (the scheduler refuses a pod whose host port is taken on the node
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -22,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import PASSPHRASE, PROJECT_FILES, STORAGE_CLASS
+from tests.cluster_common import copy_project, pulumi_env
+from tests.engine.conftest import persistent_volume
 from tests.engine.kubeapi import KubeApi
 from tests.figures import record
-from tests.tooling import ROOT, TOOLS_DIR
+from tests.tooling import ROOT
 
 LAUNCHER = ROOT / "policy" / "ims-core-policy"
 RULES = (
@@ -93,18 +92,6 @@ class Delivery:
         return True
 
 
-def copy_project(source: Path, target: Path, names) -> Path:
-    target.mkdir(parents=True)
-    for name in names:
-        path = source / name
-        if path.is_dir():
-            shutil.copytree(path, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif path.exists():
-            shutil.copy2(path, target / name)
-    (target / ".venv").symlink_to(ROOT / ".venv")
-    return target
-
-
 def _set_unschedulable(kube: KubeApi, node: str, value: bool) -> None:
     for _ in range(10):  # kwok's heartbeats race the update: retry on conflict
         body = kube.get(f"/api/v1/nodes/{node}")
@@ -120,38 +107,13 @@ def _set_unschedulable(kube: KubeApi, node: str, value: bool) -> None:
 @pytest.fixture(scope="module")
 def delivery(engine_cluster, tmp_path_factory):
     base = tmp_path_factory.mktemp("delivery")
-    project = copy_project(ROOT, base / "ims-core", PROJECT_FILES)
-    (base / "state").mkdir()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBECONFIG"))},
-        "PATH": f"{TOOLS_DIR / 'bin'}:{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
-        "PULUMI_HOME": str(base / "home"),
-        "PULUMI_PYTHON_CMD": str(ROOT / ".venv" / "bin" / "python"),
-        "PULUMI_BACKEND_URL": f"file://{base / 'state'}",
-        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_SKIP_CONFIRMATIONS": "true",
-    }
+    project = copy_project(base / "ims-core")
+    env = pulumi_env(base)
     kube = KubeApi(engine_cluster.kubeconfig)
     # What a storage provisioner would offer: a volume for each stack's Valkey claim.
     for n in range(3):
-        status, body = kube.request(
-            "POST",
-            "/api/v1/persistentvolumes",
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": f"delivery-pv-{n}"},
-                "spec": {
-                    "capacity": {"storage": "10Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": STORAGE_CLASS,
-                    "hostPath": {"path": str(base / f"pv-{n}")},
-                    "persistentVolumeReclaimPolicy": "Delete",
-                },
-            },
-        )
+        volume = persistent_volume(f"delivery-pv-{n}", base / f"pv-{n}", reclaim="Delete")
+        status, body = kube.request("POST", "/api/v1/persistentvolumes", volume)
         assert status in (200, 201), body
     nodes = sorted(n["metadata"]["name"] for n in kube.get("/api/v1/nodes")["items"])
     cordoned = nodes[1:]
@@ -195,7 +157,7 @@ def test_policy_pack_passes_the_shipped_stack_in_a_real_preview(delivery):
 
 
 def test_policy_pack_refuses_a_stack_that_breaks_every_rule(delivery, tmp_path):
-    bad = copy_project(ROOT / "tests" / "engine" / "policy_bad", tmp_path / "bad", ("Pulumi.yaml", "__main__.py"))
+    bad = copy_project(tmp_path / "bad", ROOT / "tests" / "engine" / "policy_bad", ("Pulumi.yaml", "__main__.py"))
     delivery.pulumi("stack", "init", "bad", cwd=bad)
     delivery.pulumi("config", "set", "--stack", "bad", "kubeconfig", str(delivery.kubeconfig), cwd=bad)
     result = delivery.pulumi(
@@ -334,7 +296,7 @@ def test_pr_preview_comment_carries_the_diff(delivery, tmp_path):
 
 
 def test_pr_preview_comment_of_a_policy_violation_fails(delivery, tmp_path):
-    bad = copy_project(ROOT / "tests" / "engine" / "policy_bad", tmp_path / "bad", ("Pulumi.yaml", "__main__.py"))
+    bad = copy_project(tmp_path / "bad", ROOT / "tests" / "engine" / "policy_bad", ("Pulumi.yaml", "__main__.py"))
     delivery.pulumi("stack", "init", "staging", cwd=bad)
     delivery.pulumi("config", "set", "--stack", "staging", "kubeconfig", str(delivery.kubeconfig), cwd=bad)
     body = tmp_path / "comment.md"

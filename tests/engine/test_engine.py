@@ -1,7 +1,7 @@
 """Engine tier: the real Pulumi CLI and Kubernetes plugin against a real kube-apiserver.
 
-One stack goes through what users do: preview, up, a clean re-preview, two setting changes
-that preview exactly the resources they should, a bad config that creates nothing, destroy
+One stack goes through what users do: preview, up, a clean re-preview, setting changes that
+preview exactly the resources they should (the data volumes' sizes among them), a bad config that creates nothing, destroy
 and stack rm. The steps run in file order and share the stack.
 """
 
@@ -13,20 +13,11 @@ import time
 
 import pytest
 
+from tests.engine.conftest import changed, enable_charging
+
 NS = "ims-engine"
 DEPLOYMENTS = ("pcscf", "icscf", "scscf", "coredns", "rtpengine", "hss", "pcrf", "pgw")
 CSCFS = ("pcscf", "icscf", "scscf")
-
-
-def changed(steps: list[dict]) -> dict[str, set[str]]:
-    """Logical name -> ops of every step that is not `same` (the stack itself excluded)."""
-    result: dict[str, set[str]] = {}
-    for step in steps:
-        urn = step["urn"]
-        if step["op"] == "same" or urn.endswith("pulumi:pulumi:Stack::ims-core-engine"):
-            continue
-        result.setdefault(urn.split("::")[-1], set()).add(step["op"])
-    return result
 
 
 def available(ws, name: str) -> tuple[int, int]:
@@ -141,25 +132,39 @@ def test_a_drain_keeps_one_ims_dns_pod_and_stops_at_valkey(workspace):
     assert len(nodes) == 2 and len(set(nodes)) == 2, nodes
 
 
-@pytest.mark.usefixtures("stack_up")
-def test_valkey_storage_grows_in_place_and_a_shrink_is_refused_at_preview(workspace):
-    workspace.pulumi("config", "set", "valkeyStorage", "2Gi")
+def grows_in_place_and_refuses_a_shrink(workspace, key: str, statefulset: str, what: str) -> None:
+    """`key` 1Gi -> 2Gi previews only the claim (and its guard) and expands the same claim in
+    place; 2Gi -> 1Gi then fails preview and up with our message and changes nothing."""
+    path = f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-{statefulset}-0"
+    _, before = workspace.api("GET", path)
+    workspace.pulumi("config", "set", key, "2Gi")
     diff = changed(workspace.preview_steps())
-    assert diff == {"valkey-data": {"update"}, "valkey-storage-size": {"update"}}, diff
+    assert diff == {f"{statefulset}-data": {"update"}, f"{statefulset}-storage-size": {"update"}}, diff
     workspace.pulumi("up", "--yes", "--skip-preview")
-    status, claim = workspace.api("GET", f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-valkey-0")
+    status, claim = workspace.api("GET", path)
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi", claim["spec"]
-    workspace.pulumi("config", "set", "valkeyStorage", "1Gi")
+    assert claim["metadata"]["uid"] == before["metadata"]["uid"], "the claim was replaced, not expanded"
+    workspace.pulumi("config", "set", key, "1Gi")
     try:
         for command in (("preview",), ("up", "--yes", "--skip-preview")):
             result = workspace.pulumi(*command, check=False)
             output = result.stdout + result.stderr
             assert result.returncode != 0, command
-            assert "valkeyStorage = '1Gi': smaller than the 2Gi the Valkey volume claim already has" in output, output
+            assert f"{key} = '1Gi': smaller than the 2Gi the {what} already has" in output, output
     finally:
-        workspace.pulumi("config", "set", "valkeyStorage", "2Gi")
-    status, claim = workspace.api("GET", f"/api/v1/namespaces/{NS}/persistentvolumeclaims/data-valkey-0")
+        workspace.pulumi("config", "set", key, "2Gi")
+    status, claim = workspace.api("GET", path)
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    workspace.pulumi("preview", "--expect-no-changes")
+
+
+@pytest.mark.usefixtures("stack_up")
+@pytest.mark.parametrize(
+    ("key", "statefulset", "what"),
+    [("valkeyStorage", "valkey", "Valkey volume claim"), ("mongodbStorage", "mongodb", "MongoDB volume claim")],
+)
+def test_storage_grows_in_place_and_a_shrink_is_refused_at_preview(workspace, key, statefulset, what):
+    grows_in_place_and_refuses_a_shrink(workspace, key, statefulset, what)
 
 
 @pytest.mark.usefixtures("stack_up")
@@ -229,22 +234,9 @@ def test_bad_config_fails_with_our_message_and_changes_nothing(workspace):
     workspace.pulumi("preview", "--expect-no-changes")
 
 
-CHARGING_PATHS = (
-    ("charging.enabled", "true", "bool"),
-    ("charging.destinations[0].name", "national", "string"),
-    ("charging.destinations[0].prefixes[0]", "+4930", "string"),
-    ("charging.destinations[0].pricePerMinute", "0.1", "float"),
-    ("charging.destinations[0].incrementSeconds", "60", "int"),
-    ("charging.balances[0].subscriber", "001010000000001", "string"),
-    ("charging.balances[0].amount", "5", "float"),
-)
-
-
 @pytest.mark.usefixtures("stack_up")
 def test_charging_on_previews_and_comes_up(workspace):
-    for path, value, kind in CHARGING_PATHS:
-        workspace.pulumi("config", "set", "--path", path, value, "--type", kind)
-    workspace.pulumi("config", "set", "--secret", "cgratesStorDbPassword", "engine-stordb-password-01")
+    enable_charging(workspace)
     diff = changed(workspace.preview_steps())
     expected = {"cgrates-deployment", "cgrates-stordb-statefulset", "cgrates-loader", "cgrates-plan", "cgrates-config"}
     assert expected <= set(diff), diff
@@ -261,9 +253,7 @@ def test_charging_on_previews_and_comes_up(workspace):
 def charging_on(ws) -> None:
     """test_charging_on...'s settings, set and deployed if they are not yet (a run alone)."""
     if ws.pulumi("config", "get", "--path", "charging.enabled", check=False).stdout.strip() != "true":
-        for path, value, kind in CHARGING_PATHS:
-            ws.pulumi("config", "set", "--path", path, value, "--type", kind)
-        ws.pulumi("config", "set", "--secret", "cgratesStorDbPassword", "engine-stordb-password-01")
+        enable_charging(ws)
         ws.timed("up with charging (test run alone)", "up", "--yes", "--skip-preview")
 
 
@@ -276,6 +266,14 @@ def test_tariff_change_previews_only_the_plan_and_the_loader_job(workspace):
     for name in diff:
         assert diff[name] & {"replace", "create-replacement"}, f"{name}: {diff[name]}"
     workspace.pulumi("up", "--yes", "--skip-preview")
+
+
+@pytest.mark.usefixtures("stack_up")
+def test_stordb_storage_grows_in_place_and_a_shrink_is_refused_at_preview(workspace):
+    charging_on(workspace)
+    grows_in_place_and_refuses_a_shrink(
+        workspace, "cgratesStorDbStorage", "cgrates-stordb", "CGRateS StorDB volume claim"
+    )
 
 
 @pytest.mark.usefixtures("stack_up")

@@ -9,24 +9,24 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from components.render import kamailio as render_kamailio
 from components.settings import Settings
+from tests.cluster_common import Workspace
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
 from tests.doubles.rx_pcrf import RxPcrfTestDouble
-from tests.engine.conftest import PASSPHRASE, PROJECT_FILES, Workspace
 from tests.figures import record
 from tests.live import sipp
 from tests.netns import can_create_namespaces
 from tests.node import images as node_images
 from tests.node import node as node_mod
 from tests.profiles import TEST_VALKEY_PASSWORD, stack_settings
-from tests.tooling import ROOT, TOOLS_DIR, missing
+from tests.tooling import TOOLS_DIR, missing
 
 NODE_TOOLS = (
     "pulumi", "pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-kubernetes",
@@ -66,10 +66,11 @@ def _require_tools() -> str:
     return go
 
 
+@dataclass
 class NodeWorkspace(Workspace):
     """The engine tier's Pulumi workspace, with every CLI run inside the node's network."""
 
-    node: node_mod.Node
+    node: node_mod.Node | None = None
 
     def pulumi(self, *args, **kwargs):
         with self.node.netns.entered():
@@ -114,39 +115,8 @@ def _running_node(go, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def workspace(node, tmp_path_factory) -> NodeWorkspace:
-    base = tmp_path_factory.mktemp("pulumi")
-    project = base / "ims-core"
-    project.mkdir()
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy2(source, project / name)
-    (project / ".venv").symlink_to(ROOT / ".venv")
-    (base / "state").mkdir()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBECONFIG"))},
-        "PATH": f"{TOOLS_DIR / 'bin'}:{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
-        "PULUMI_HOME": str(base / "home"),
-        "PULUMI_PYTHON_CMD": str(ROOT / ".venv" / "bin" / "python"),
-        "PULUMI_BACKEND_URL": f"file://{base / 'state'}",
-        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_SKIP_CONFIRMATIONS": "true",
-    }
-    ws = NodeWorkspace(project=project, stack="node", env=env, cluster=node.cluster)
-    ws.node = node
-    subprocess.run(
-        ["pulumi", "stack", "init", ws.stack, "--non-interactive"],
-        cwd=project,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    for key, value in {"kubeconfig": str(node.kubeconfig), **STACK_CONFIG}.items():
-        ws.pulumi("config", "set", key, value)
+    config = {"kubeconfig": str(node.kubeconfig), **STACK_CONFIG}
+    ws = NodeWorkspace.create(tmp_path_factory.mktemp("pulumi"), "node", node.cluster, config, node=node)
     ws.pulumi("config", "set", "--secret", "valkeyPassword", TEST_VALKEY_PASSWORD)
     yield ws
     record("node: pulumi wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in ws.timings.items()))

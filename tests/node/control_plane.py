@@ -1,8 +1,7 @@
-"""The node tier's control plane pieces: PKI, kubeconfig, REST calls and PID-exact process
-handling for etcd, kube-apiserver, controller-manager and scheduler (tests/node/node.py starts
-them inside the node's network namespace).
-
-Kept here, apart from the engine tier's cluster (kwokctl), so each tier can change its own.
+"""The node tier's control plane pieces: PKI, kubeconfig and PID-exact process handling for
+etcd, kube-apiserver, controller-manager and scheduler (tests/node/node.py starts them inside
+the node's network namespace). REST calls are the engine tier's (tests/cluster_common.py); the
+rest is the node tier's own, since the engine tier's cluster is kwokctl's.
 """
 
 from __future__ import annotations
@@ -26,6 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from tests.cluster_common import api_request
 
 
 class ClusterError(RuntimeError):
@@ -203,35 +204,6 @@ def write_kubeconfig(path: Path, pki: Path, server: str) -> None:
     # JSON is valid YAML, so client-go and the Pulumi provider read it as a kubeconfig.
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)
-
-
-# --- talking to the apiserver -----------------------------------------------------------------
-
-
-def api_client(pki: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-    context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-    return context
-
-
-def api_request(
-    server: str,
-    context: ssl.SSLContext,
-    method: str,
-    path: str,
-    body: dict | None = None,
-    timeout: float = 10.0,
-) -> tuple[int, str]:
-    """One REST call; returns (status, body text) and never raises on HTTP errors."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(server + path, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 # --- processes ---------------------------------------------------------------------------------

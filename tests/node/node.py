@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.cluster_common import api_client, api_request
 from tests.netns import NetNamespace
 from tests.node import control_plane
 from tests.node.images import PAUSE_IMAGE
@@ -454,7 +455,7 @@ def start_control_plane(tools_bin: Path, workdir: Path, timeout: float = 120.0) 
                 "--v=1",
             ],
         )  # fmt: skip
-        context = ec.api_client(pki)
+        context = api_client(pki)
         ec.wait_for("kube-apiserver /readyz", launcher, lambda: ec.api_ok(server, context, "/readyz"), timeout)
         common = [f"--kubeconfig={kubeconfig}", "--leader-elect=false", "--secure-port=0", "--v=1"]
         launcher.start(
@@ -469,7 +470,7 @@ def start_control_plane(tools_bin: Path, workdir: Path, timeout: float = 120.0) 
             "default ServiceAccount",
             launcher,
             lambda: (
-                ec.api_request(server, context, "GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
+                api_request(server, context, "GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200
             ),
             timeout,
         )
@@ -537,28 +538,12 @@ def start_node(tools_bin: Path, workdir: Path, timeout: float = 180.0) -> Node:
 
 
 def api(
-    node: Node, method: str, path: str, body: dict | None = None, content_type: str | None = None
+    node: Node, method: str, path: str, body: dict | None = None, content_type: str = "application/json"
 ) -> tuple[int, dict]:
-    context = control_plane.api_client(node.workdir / "pki")
+    context = api_client(node.workdir / "pki")
     with node.netns.entered():
-        if content_type is None:
-            status, text = control_plane.api_request(node.cluster.server, context, method, path, body)
-        else:
-            status, text = _request(node.cluster.server, context, method, path, body, content_type)
+        status, text = api_request(node.cluster.server, context, method, path, body, content_type=content_type)
     return status, (json.loads(text) if text.strip().startswith("{") else {"raw": text})
-
-
-def _request(server, context, method, path, body, content_type):
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(server + path, data=json.dumps(body).encode(), method=method)
-    request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def _wait_ready(node: Node, timeout: float) -> None:

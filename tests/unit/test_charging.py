@@ -191,7 +191,10 @@ def test_cgrates_runs_one_non_root_engine_with_its_databases(charged_run):
     assert all("valueFrom" in e for e in c["env"])
     assert c["readinessProbe"]["tcpSocket"]["port"] == render_cgrates.DIAMETER_PORT
     stordb = charged_run.mocks.named("cgrates-stordb-statefulset")
-    assert stordb.inputs["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {"storage": "1Gi"}
+    assert stordb.inputs["spec"]["replicas"] == 1
+    claim = charged_run.mocks.named("cgrates-stordb-data").inputs
+    assert claim["metadata"]["name"] == "data-cgrates-stordb-0"
+    assert claim["spec"]["resources"]["requests"] == {"storage": "1Gi"}
     secret = charged_run.mocks.named("cgrates-auth")
     assert secret.typ == "kubernetes:core/v1:Secret"
     config = charged_run.mocks.named("cgrates-config")

@@ -92,7 +92,7 @@ def test_valkey_storage_is_guarded_against_shrinking():
     guard = run.mocks.named("valkey-storage-size")
     assert guard.inputs["size"] == "3Gi" and guard.inputs["key"] == "valkeyStorage"
     claim = run.mocks.named("valkey-data")
-    assert claim.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    assert claim.inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
 
 
 def test_without_a_configured_password_the_stack_generates_one_and_uses_it_everywhere(dev_run):
