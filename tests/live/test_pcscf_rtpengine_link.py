@@ -81,10 +81,10 @@ def test_a_pcscf_restarted_with_the_same_process_ids_sends_fresh_ng_cookies(core
 
 def test_a_pcscf_that_lost_its_start_up_ping_serves_calls_once_rtpengine_answers(core):
     """rtpengine unreachable while the P-CSCF starts: the start-up ping is lost and the relay is
-    disabled until the module's ping timer pings it again. The P-CSCF's timer runs every 5 s, so
-    calls go through within seconds of rtpengine answering, not after the module's default
-    minute of 503s. (The pod also waits for rtpengine before Kamailio starts: components/cscf.py,
-    wait-for-rtpengine.)"""
+    disabled. The P-CSCF runs no ping timer, so the first call 5 s after the loss pings the relay
+    again and goes through, not after the module's default minute of 503s (a timer's pong is the
+    only way back while a timer runs). (The pod also waits for rtpengine before Kamailio starts:
+    components/cscf.py, wait-for-rtpengine.)"""
     drop = ["-p", "udp", "-d", core.rtpengine.address, "--dport", str(render_rtpengine.NG_PORT), "-j", "DROP"]
     core.kamailio["pcscf"].stop()
     subprocess.run(core.ns.prefix() + ["iptables", "-w", "-I", "OUTPUT", *drop], check=True)

@@ -186,7 +186,7 @@ class Guest:
         for role in ("scscf", "icscf", "pcscf"):
             nf = sc["cscf"][role]
             cfg = etc / role / "kamailio.cfg"
-            proc = self.start(f"kamailio-{role}", ["kamailio", "-DD", "-E", "-m", "64", "-M", "8", "-f", str(cfg)])
+            proc = self.start(f"kamailio-{role}", ["kamailio", "-DD", "-E", *nf["args"], "-f", str(cfg)])
             self.wait(
                 lambda a=nf["address"]: (self.sip_options(a) or "").startswith("SIP/2.0 200"),
                 90,

@@ -96,7 +96,12 @@ def scenario(work: Path) -> dict:
             rtp, settings.media.advertise_address, config_dir=f"{GUEST_CONFIG}/rtpengine"
         ),
         "hss": {"fqdn": hss.fqdn, "realm": hss.realm, "address": hss.address, "port": render_kamailio.DIAMETER_PORT},
-        "cscf": {role: {"address": settings.nf(role).address, "fqdn": settings.nf(role).fqdn} for role in CSCF_ROLES},
+        "cscf": {
+            # The memory pools the stack gives each pod (kamailio -m/-M): the shipped overload
+            # gauges are fractions of them.
+            role: {"address": settings.nf(role).address, "fqdn": settings.nf(role).fqdn, "args": settings.kamailio[role].args()}
+            for role in CSCF_ROLES
+        },
         "ues": [
             {
                 "name": name,
