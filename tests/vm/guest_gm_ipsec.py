@@ -406,11 +406,16 @@ class Guest:
             f"left: {left}; P-CSCF contacts: {contacts[-1500:]}",
         )
         for other in others:
-            self.check(
-                f"{ue.name} gone, {other.name}'s SAs stay",
-                len(self.sa_counts(None, other.address)) == 4,
-                str(self.sa_counts(None, other.address)),
-            )
+            counts = self.sa_counts(None, other.address)
+            detail = str(counts)
+            if len(counts) != 4:
+                # The known flush (README): what the P-CSCF's contact store counted then.
+                ctl = f"unix:{self.sc['config_dir']}/pcscf/kamailio_ctl"
+                stats = subprocess.run(
+                    ["kamcmd", "-s", ctl, "stats.get_statistics", "ims_usrloc_pcscf:"], capture_output=True, text=True
+                )
+                detail += f"; P-CSCF contact statistics: {(stats.stdout + stats.stderr)[-800:]}"
+            self.check(f"{ue.name} gone, {other.name}'s SAs stay", len(counts) == 4, detail)
 
     def run(self) -> int:
         t0 = time.monotonic()
