@@ -60,8 +60,9 @@ class NgClient:
         self.address = (host, port)
         self.timeout = timeout
 
-    def command(self, command: str, **arguments: Any) -> dict[str, Any]:
-        cookie = os.urandom(6).hex().encode()
+    def command(self, command: str, *, cookie: bytes | None = None, **arguments: Any) -> dict[str, Any]:
+        """One command from a new socket (a new source port); `cookie` as a given client would tag it."""
+        cookie = cookie or os.urandom(6).hex().encode()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(self.timeout)
             sock.sendto(cookie + b" " + bencode({"command": command, **arguments}), self.address)

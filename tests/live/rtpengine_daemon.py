@@ -49,9 +49,9 @@ class NamespacedNgClient(NgClient):
         super().__init__(host, port, timeout)
         self.netns = netns
 
-    def command(self, command: str, **arguments):
+    def command(self, command: str, *, cookie: bytes | None = None, **arguments):
         with self.netns.entered():
-            return super().command(command, **arguments)
+            return super().command(command, cookie=cookie, **arguments)
 
 
 @contextmanager

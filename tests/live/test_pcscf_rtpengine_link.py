@@ -16,36 +16,25 @@ start; these tests run it as the pod does, in a PID namespace of its own.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import time
 
 from components.render import rtpengine as render_rtpengine
 from tests.live import sipp
-from tests.live.ng_client import bdecode, bencode
+from tests.live.rtpengine_daemon import NamespacedNgClient
 
 DUPLICATE = "as a duplicate"
 # " 9(9) INFO: rtpengine [rtpengine.c:...]: rtpp_test(): rtpengine instance <udp:...> found, ..."
 PINGED = re.compile(r"^\s*\d+\((\d+)\) INFO: rtpengine .*rtpengine instance <[^>]+> found", re.M)
 
 
-def _ng(address: str, cookie: bytes, command: str, **arguments) -> dict:
-    """One NG command from a new source port, as a new Kamailio process sends it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(3)
-        sock.sendto(cookie + b" " + bencode({"command": command, **arguments}), (address, render_rtpengine.NG_PORT))
-        cookie_back, _, body = sock.recv(65535).partition(b" ")
-        assert cookie_back == cookie
-        return bdecode(body)
-
-
 def test_rtpengine_answers_a_repeated_cookie_with_the_earlier_reply(netns, rtpengine):
     """Why the server_id must differ: the same cookie from another address gets the old reply."""
     cookie = b"0_9_%d" % time.monotonic_ns()
-    with netns.entered():
-        first = _ng(rtpengine.address, cookie, "query", **{"call-id": "no-such-call"})
-        again = _ng(rtpengine.address, cookie, "ping")
-        fresh = _ng(rtpengine.address, cookie + b"1", "ping")
+    ng = NamespacedNgClient(rtpengine.address, render_rtpengine.NG_PORT, netns)
+    first = ng.command("query", cookie=cookie, **{"call-id": "no-such-call"})
+    again = ng.command("ping", cookie=cookie)
+    fresh = ng.command("ping", cookie=cookie + b"1")
     assert first["result"] == "error"
     assert again == first, (
         "rtpengine no longer answers a repeated cookie from its cache: the entrypoint's reason is gone"
