@@ -9,8 +9,9 @@ the work share and boots the VM; this program, run by the guest's init as root, 
   with a UE's address;
 - starts the daemons on the rendered files and waits until each answers;
 - drives two ImsUeTestDouble UEs (tests/doubles/ims_ue.py) through sec-agree registration,
-  a call over the protected ports, unprotected requests to a protected port, and
-  de-registration, checking the kernel's SAs and counters on both sides;
+  a call over the protected ports, unprotected requests to a protected port, the expiry of
+  the pending contacts of their first REGISTERs, and de-registration, checking the kernel's
+  SAs and counters on both sides;
 - writes work/result.json (one entry per check, with details) and the daemons' logs, and
   exits 1 if any check failed.
 
@@ -392,14 +393,13 @@ class Guest:
         answer = ue.deregister()
         self.check(f"{ue.name}: de-REGISTER answered 200", answer.status == 200, answer.first_line)
         self.check_protected(ue, answer, f"{ue.name}: the 200 to the de-REGISTER")
+        state = self.hss.registration_state(ue.impu)
+        self.check(f"{ue.name}: the HSS holds the UE de-registered", state.value != "REGISTERED", str(state))
         deadline = time.monotonic() + self.sc["sa_removal_timeout"]
         while time.monotonic() < deadline and (self.sa_counts(None, ue.address) or self.policies(None, ue.address)):
             time.sleep(0.5)
         left = self.sa_counts(None, ue.address)
-        contacts = ""
-        if left:
-            ctl = f"unix:{self.sc['config_dir']}/pcscf/kamailio_ctl"
-            contacts = subprocess.run(["kamcmd", "-s", ctl, "ulpcscf.status"], capture_output=True, text=True).stdout
+        contacts = self.kamcmd("ulpcscf.status") if left else ""
         self.check(
             f"{ue.name}: the P-CSCF removed the UE's SAs and policies when the registration ended",
             not left and self.policies(None, ue.address) == 0,
@@ -407,15 +407,33 @@ class Guest:
         )
         for other in others:
             counts = self.sa_counts(None, other.address)
-            detail = str(counts)
-            if len(counts) != 4:
-                # The known flush (README): what the P-CSCF's contact store counted then.
-                ctl = f"unix:{self.sc['config_dir']}/pcscf/kamailio_ctl"
-                stats = subprocess.run(
-                    ["kamcmd", "-s", ctl, "stats.get_statistics", "ims_usrloc_pcscf:"], capture_output=True, text=True
-                )
-                detail += f"; P-CSCF contact statistics: {(stats.stdout + stats.stderr)[-800:]}"
-            self.check(f"{ue.name} gone, {other.name}'s SAs stay", len(counts) == 4, detail)
+            self.check(f"{ue.name} gone, {other.name}'s SAs stay", len(counts) == 4, str(counts))
+
+    def kamcmd(self, *args: str) -> str:
+        ctl = f"unix:{self.sc['config_dir']}/pcscf/kamailio_ctl"
+        result = subprocess.run(["kamcmd", "-s", ctl, *args], capture_output=True, text=True)
+        return result.stdout + result.stderr
+
+    def pending_expiry(self, ues: list[ImsUeTestDouble], registered_at: float) -> None:
+        """The P-CSCF keeps a pending contact for each unprotected REGISTER (the SAs made at the
+        401 hang on it) until pending_reg_expires after it. Its expiry must leave the registered
+        UE's SAs alone: a UE that lost them could neither be reached nor de-register."""
+        deadline = registered_at + self.sc["pending_expiry_timeout"]
+        expired = -1
+        while time.monotonic() < deadline:
+            found = re.search(r"expired_contacts = (\d+)", self.kamcmd("stats.get_statistics", "ims_usrloc_pcscf:"))
+            expired = int(found.group(1)) if found else -1
+            if expired >= len(ues):
+                break
+            time.sleep(1)
+        self.check(
+            "the pending contacts of the unprotected REGISTERs expired",
+            expired >= len(ues),
+            f"ims_usrloc_pcscf:expired_contacts = {expired} after {self.sc['pending_expiry_timeout']} s",
+        )
+        for ue in ues:
+            counts = self.sa_counts(None, ue.address)
+            self.check(f"{ue.name}: the SAs outlive the pending contact", len(counts) == 4, str(counts))
 
     def run(self) -> int:
         t0 = time.monotonic()
@@ -426,8 +444,10 @@ class Guest:
             alice, bob = self.ues()
             for ue in (alice, bob):
                 self.registration(ue)
+            registered_at = time.monotonic()
             self.call(alice, bob)
             self.unprotected(alice, self.sc["net"]["stranger"])
+            self.pending_expiry([alice, bob], registered_at)
             self.deregistration(alice, [bob])
             self.deregistration(bob, [])
             errors = self.hss.errors

@@ -113,7 +113,12 @@ def scenario(work: Path) -> dict:
             }
             for name, k, op in UES
         ],
+        # A de-registered contact goes delete_delay (2 s) after its 200, found by the usrloc timer
+        # (every 10 s) once expires_grace (10 s) has passed: about 22 s, more under emulation.
         "sa_removal_timeout": 40,
+        # The pending contacts go pending_reg_expires (30 s) after the last unprotected REGISTER,
+        # found the same way: about 50 s.
+        "pending_expiry_timeout": 75,
     }
 
 
@@ -165,10 +170,15 @@ EXPECTED = [
     "call: bob's inbound and outbound ESP counters rose during the call",
     "unprotected OPTIONS to a protected port, from the UE's own address and port: dropped by the kernel",
     "unprotected INVITE to a protected port from an address without SAs: refused 403",
+    "the pending contacts of the unprotected REGISTERs expired",
+    "alice: the SAs outlive the pending contact",
+    "bob: the SAs outlive the pending contact",
     "alice: de-REGISTER answered 200",
     "alice: the 200 to the de-REGISTER came over the UE's SAs",
+    "alice: the HSS holds the UE de-registered",
     "alice: the P-CSCF removed the UE's SAs and policies when the registration ended",
     "alice gone, bob's SAs stay",
+    "bob: the HSS holds the UE de-registered",
     "bob: the P-CSCF removed the UE's SAs and policies when the registration ended",
     "the HSS double had no errors",
 ]
