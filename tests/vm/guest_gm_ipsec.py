@@ -34,7 +34,9 @@ import uuid
 from pathlib import Path
 
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
+from tests.doubles.diameter import DIAMETER_SUCCESS
 from tests.doubles.ims_ue import ImsUeTestDouble, SipMessage, UeError, new_tag
+from tests.doubles.rx_pcrf import RxPcrfTestDouble
 from tests.netns import NetNamespace
 
 UE_NS, ROGUE_NS = "ue", "rogue"
@@ -184,6 +186,11 @@ class Guest:
             mandatory_capabilities=[0],
         )
         self.hss.start()
+        pcrf_nf = sc["pcrf"]
+        self.pcrf = RxPcrfTestDouble(
+            origin_host=pcrf_nf["fqdn"], origin_realm=pcrf_nf["realm"], bind_address=pcrf_nf["address"], port=pcrf_nf["port"]
+        )
+        self.pcrf.start()
         for role in ("scscf", "icscf", "pcscf"):
             nf = sc["cscf"][role]
             cfg = etc / role / "kamailio.cfg"
@@ -196,6 +203,8 @@ class Guest:
             )
             if role != "pcscf":
                 self.hss.wait_for_peer(nf["fqdn"], timeout=60)
+            else:
+                self.pcrf.wait_for_peer(nf["fqdn"], timeout=60)
 
     # --- the kernel's view ----------------------------------------------------------------
 
@@ -279,6 +288,12 @@ class Guest:
         answer = ue.register_protected(nonce, res)
         self.check(f"{ue.name}: protected REGISTER answered 200", answer.status == 200, answer.first_line)
         self.check_protected(ue, answer, f"{ue.name}: the 200 to the protected REGISTER")
+        aars = [r for r in self.pcrf.requests_of("AAR") if r.framed_ip == ue.address and r.signalling]
+        self.check(
+            f"{ue.name}: the PCRF authorised the UE's signalling (AAR for its address)",
+            any(r.result_code == DIAMETER_SUCCESS for r in aars),
+            f"signalling AARs for {ue.address}: {[(r.session_id, r.result_code) for r in aars]}",
+        )
         mine = self.sa_counts(UE_NS, ue.address)
         sa = ue.sa
         self.check(
@@ -400,6 +415,16 @@ class Guest:
             time.sleep(0.5)
         left = self.sa_counts(None, ue.address)
         contacts = self.kamcmd("ulpcscf.status") if left else ""
+        # The registration's Rx session (TS 29.214 4.4.5a) ends with it: STR from the P-CSCF.
+        sessions = {r.session_id for r in self.pcrf.requests_of("AAR") if r.framed_ip == ue.address}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sessions & set(self.pcrf.open_sessions):
+            time.sleep(0.5)
+        self.check(
+            f"{ue.name}: the PCRF holds no Rx session of the UE after the registration ended",
+            not sessions & set(self.pcrf.open_sessions),
+            f"open: {sorted(sessions & set(self.pcrf.open_sessions))} of the UE's {sorted(sessions)}",
+        )
         self.check(
             f"{ue.name}: the P-CSCF removed the UE's SAs and policies when the registration ended",
             not left and self.policies(None, ue.address) == 0,
@@ -452,11 +477,14 @@ class Guest:
             self.deregistration(bob, [])
             errors = self.hss.errors
             self.check("the HSS double had no errors", not errors, "; ".join(errors))
+            errors = self.pcrf.errors
+            self.check("the PCRF double had no errors", not errors, "; ".join(errors))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a failed check with its trace
             self.check("scenario ran to the end", False, f"{exc!r}\n{traceback.format_exc()}")
         finally:
-            if getattr(self, "hss", None):
-                self.hss.stop()
+            for double in (getattr(self, "hss", None), getattr(self, "pcrf", None)):
+                if double is not None:
+                    double.stop()
             self.stop_all()
             for ns in (UE_NS, ROGUE_NS):
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)
