@@ -192,8 +192,8 @@ class ImsUeTestDouble:
     def _register(self, via_port: int, extra: list[str], expires: int = 600) -> str:
         self._cseq += 1
         branch = "z9hG4bK" + secrets.token_hex(8)
-        # TS 24.229 5.1.1.2: the Contact names the protected server port from the first REGISTER
-        # on (ims_usrloc_pcscf keys the contact, and the SAs made at the 401, by it).
+        # The Contact names the protected server port from the first REGISTER on, as TS 24.229
+        # 5.1.1.2 allows: for the P-CSCF the harder case (its route REGISTER_PENDING_CONTACT).
         contact_port = self.sa.port_us
         lines = [
             f"REGISTER sip:{self.domain} SIP/2.0",

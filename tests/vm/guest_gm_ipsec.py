@@ -9,8 +9,9 @@ the work share and boots the VM; this program, run by the guest's init as root, 
   with a UE's address;
 - starts the daemons on the rendered files and waits until each answers;
 - drives two ImsUeTestDouble UEs (tests/doubles/ims_ue.py) through sec-agree registration,
-  a call over the protected ports, unprotected requests to a protected port, and
-  de-registration, checking the kernel's SAs and counters on both sides;
+  a call over the protected ports, unprotected requests to a protected port, the expiry of
+  the pending contacts of their first REGISTERs, and de-registration, checking the kernel's
+  SAs and counters on both sides;
 - writes work/result.json (one entry per check, with details) and the daemons' logs, and
   exits 1 if any check failed.
 
@@ -33,7 +34,9 @@ import uuid
 from pathlib import Path
 
 from tests.doubles.cx_hss import CxHssTestDouble, Subscriber
+from tests.doubles.diameter import DIAMETER_SUCCESS
 from tests.doubles.ims_ue import ImsUeTestDouble, SipMessage, UeError, new_tag
+from tests.doubles.rx_pcrf import RxPcrfTestDouble
 from tests.netns import NetNamespace
 
 UE_NS, ROGUE_NS = "ue", "rogue"
@@ -183,6 +186,11 @@ class Guest:
             mandatory_capabilities=[0],
         )
         self.hss.start()
+        pcrf_nf = sc["pcrf"]
+        self.pcrf = RxPcrfTestDouble(
+            origin_host=pcrf_nf["fqdn"], origin_realm=pcrf_nf["realm"], bind_address=pcrf_nf["address"], port=pcrf_nf["port"]
+        )
+        self.pcrf.start()
         for role in ("scscf", "icscf", "pcscf"):
             nf = sc["cscf"][role]
             cfg = etc / role / "kamailio.cfg"
@@ -195,6 +203,8 @@ class Guest:
             )
             if role != "pcscf":
                 self.hss.wait_for_peer(nf["fqdn"], timeout=60)
+            else:
+                self.pcrf.wait_for_peer(nf["fqdn"], timeout=60)
 
     # --- the kernel's view ----------------------------------------------------------------
 
@@ -278,6 +288,12 @@ class Guest:
         answer = ue.register_protected(nonce, res)
         self.check(f"{ue.name}: protected REGISTER answered 200", answer.status == 200, answer.first_line)
         self.check_protected(ue, answer, f"{ue.name}: the 200 to the protected REGISTER")
+        aars = [r for r in self.pcrf.requests_of("AAR") if r.framed_ip == ue.address and r.signalling]
+        self.check(
+            f"{ue.name}: the PCRF authorised the UE's signalling (AAR for its address)",
+            any(r.result_code == DIAMETER_SUCCESS for r in aars),
+            f"signalling AARs for {ue.address}: {[(r.session_id, r.result_code) for r in aars]}",
+        )
         mine = self.sa_counts(UE_NS, ue.address)
         sa = ue.sa
         self.check(
@@ -392,14 +408,23 @@ class Guest:
         answer = ue.deregister()
         self.check(f"{ue.name}: de-REGISTER answered 200", answer.status == 200, answer.first_line)
         self.check_protected(ue, answer, f"{ue.name}: the 200 to the de-REGISTER")
+        state = self.hss.registration_state(ue.impu)
+        self.check(f"{ue.name}: the HSS holds the UE de-registered", state.value != "REGISTERED", str(state))
         deadline = time.monotonic() + self.sc["sa_removal_timeout"]
         while time.monotonic() < deadline and (self.sa_counts(None, ue.address) or self.policies(None, ue.address)):
             time.sleep(0.5)
         left = self.sa_counts(None, ue.address)
-        contacts = ""
-        if left:
-            ctl = f"unix:{self.sc['config_dir']}/pcscf/kamailio_ctl"
-            contacts = subprocess.run(["kamcmd", "-s", ctl, "ulpcscf.status"], capture_output=True, text=True).stdout
+        contacts = self.kamcmd("ulpcscf.status") if left else ""
+        # The registration's Rx session (TS 29.214 4.4.5a) ends with it: STR from the P-CSCF.
+        sessions = {r.session_id for r in self.pcrf.requests_of("AAR") if r.framed_ip == ue.address}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sessions & set(self.pcrf.open_sessions):
+            time.sleep(0.5)
+        self.check(
+            f"{ue.name}: the PCRF holds no Rx session of the UE after the registration ended",
+            not sessions & set(self.pcrf.open_sessions),
+            f"open: {sorted(sessions & set(self.pcrf.open_sessions))} of the UE's {sorted(sessions)}",
+        )
         self.check(
             f"{ue.name}: the P-CSCF removed the UE's SAs and policies when the registration ended",
             not left and self.policies(None, ue.address) == 0,
@@ -407,15 +432,33 @@ class Guest:
         )
         for other in others:
             counts = self.sa_counts(None, other.address)
-            detail = str(counts)
-            if len(counts) != 4:
-                # The known flush (README): what the P-CSCF's contact store counted then.
-                ctl = f"unix:{self.sc['config_dir']}/pcscf/kamailio_ctl"
-                stats = subprocess.run(
-                    ["kamcmd", "-s", ctl, "stats.get_statistics", "ims_usrloc_pcscf:"], capture_output=True, text=True
-                )
-                detail += f"; P-CSCF contact statistics: {(stats.stdout + stats.stderr)[-800:]}"
-            self.check(f"{ue.name} gone, {other.name}'s SAs stay", len(counts) == 4, detail)
+            self.check(f"{ue.name} gone, {other.name}'s SAs stay", len(counts) == 4, str(counts))
+
+    def kamcmd(self, *args: str) -> str:
+        ctl = f"unix:{self.sc['config_dir']}/pcscf/kamailio_ctl"
+        result = subprocess.run(["kamcmd", "-s", ctl, *args], capture_output=True, text=True)
+        return result.stdout + result.stderr
+
+    def pending_expiry(self, ues: list[ImsUeTestDouble], registered_at: float) -> None:
+        """The P-CSCF keeps a pending contact for each unprotected REGISTER (the SAs made at the
+        401 hang on it) until pending_reg_expires after it. Its expiry must leave the registered
+        UE's SAs alone: a UE that lost them could neither be reached nor de-register."""
+        deadline = registered_at + self.sc["pending_expiry_timeout"]
+        expired = -1
+        while time.monotonic() < deadline:
+            found = re.search(r"expired_contacts = (\d+)", self.kamcmd("stats.get_statistics", "ims_usrloc_pcscf:"))
+            expired = int(found.group(1)) if found else -1
+            if expired >= len(ues):
+                break
+            time.sleep(1)
+        self.check(
+            "the pending contacts of the unprotected REGISTERs expired",
+            expired >= len(ues),
+            f"ims_usrloc_pcscf:expired_contacts = {expired} after {self.sc['pending_expiry_timeout']} s",
+        )
+        for ue in ues:
+            counts = self.sa_counts(None, ue.address)
+            self.check(f"{ue.name}: the SAs outlive the pending contact", len(counts) == 4, str(counts))
 
     def run(self) -> int:
         t0 = time.monotonic()
@@ -426,17 +469,22 @@ class Guest:
             alice, bob = self.ues()
             for ue in (alice, bob):
                 self.registration(ue)
+            registered_at = time.monotonic()
             self.call(alice, bob)
             self.unprotected(alice, self.sc["net"]["stranger"])
+            self.pending_expiry([alice, bob], registered_at)
             self.deregistration(alice, [bob])
             self.deregistration(bob, [])
             errors = self.hss.errors
             self.check("the HSS double had no errors", not errors, "; ".join(errors))
+            errors = self.pcrf.errors
+            self.check("the PCRF double had no errors", not errors, "; ".join(errors))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a failed check with its trace
             self.check("scenario ran to the end", False, f"{exc!r}\n{traceback.format_exc()}")
         finally:
-            if getattr(self, "hss", None):
-                self.hss.stop()
+            for double in (getattr(self, "hss", None), getattr(self, "pcrf", None)):
+                if double is not None:
+                    double.stop()
             self.stop_all()
             for ns in (UE_NS, ROGUE_NS):
                 subprocess.run(["ip", "netns", "del", ns], capture_output=True)

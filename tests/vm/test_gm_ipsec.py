@@ -9,8 +9,8 @@ sec-agree, a call, unprotected requests to a protected port and de-registration;
 made comes back in result.json and is asserted here one by one.
 
 IMS_VM_DEBUG=<role> renders that role with Kamailio's debug log level (the logs come back in the
-failure report). Rx is off in this profile: the PCRF double is not what this test is about (the live tier covers
-Rx), and the P-CSCF config is the same file with or without it.
+failure report). Rx is on, as a user who turns IPsec on gets it (the default): the Rx PCRF double
+stands in for the PCRF, and Kamailio's ims_qos finds the registration's contact differently with IPsec.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def write(path: Path, text: str) -> None:
 def scenario(work: Path) -> dict:
     """Renders every file the guest runs into `work`; returns scenario.json's content."""
     settings = loopback_settings(
-        stack="vm", pcscfIpsec=True, pcscfGmExposure="hostNetwork", pcscfRx=False, pcscfAddress=PCSCF_GM
+        stack="vm", pcscfIpsec=True, pcscfGmExposure="hostNetwork", pcscfRx=True, pcscfAddress=PCSCF_GM
     )
     for role in CSCF_ROLES:
         config_dir = f"{GUEST_CONFIG}/{role}"
@@ -80,7 +80,7 @@ def scenario(work: Path) -> dict:
         write(work / "etc" / "rtpengine" / name, text)
     rtp = settings.nf("rtpengine").address
     hosts = "127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in sorted(hosts_for(settings).items()))
-    hss = settings.nf("hss")
+    hss, pcrf = settings.nf("hss"), settings.nf("pcrf")
     return {
         "config_dir": GUEST_CONFIG,
         "domain": settings.ims_domain,
@@ -96,6 +96,7 @@ def scenario(work: Path) -> dict:
             rtp, settings.media.advertise_address, config_dir=f"{GUEST_CONFIG}/rtpengine"
         ),
         "hss": {"fqdn": hss.fqdn, "realm": hss.realm, "address": hss.address, "port": render_kamailio.DIAMETER_PORT},
+        "pcrf": {"fqdn": pcrf.fqdn, "realm": pcrf.realm, "address": pcrf.address, "port": render_kamailio.DIAMETER_PORT},
         "cscf": {
             # The memory pools the stack gives each pod (kamailio -m/-M): the shipped overload
             # gauges are fractions of them.
@@ -113,7 +114,12 @@ def scenario(work: Path) -> dict:
             }
             for name, k, op in UES
         ],
+        # A de-registered contact goes delete_delay (2 s) after its 200, found by the usrloc timer
+        # (every 10 s) once expires_grace (10 s) has passed: about 22 s, more under emulation.
         "sa_removal_timeout": 40,
+        # The pending contacts go pending_reg_expires (30 s) after the last unprotected REGISTER,
+        # found the same way: about 50 s.
+        "pending_expiry_timeout": 75,
     }
 
 
@@ -154,8 +160,10 @@ EXPECTED = [
     "alice: protected REGISTER answered 200",
     "alice: the 200 to the protected REGISTER came over the UE's SAs",
     "alice: the REGISTER left and the 200 arrived as ESP (UE's SA counters)",
+    "alice: the PCRF authorised the UE's signalling (AAR for its address)",
     "bob: protected REGISTER answered 200",
     "bob: the 200 to the protected REGISTER came over the UE's SAs",
+    "bob: the PCRF authorised the UE's signalling (AAR for its address)",
     "call: bob's INVITE came over the UE's SAs",
     "call: alice got 200 to her INVITE",
     "call: alice's 200 came over the UE's SAs",
@@ -165,12 +173,20 @@ EXPECTED = [
     "call: bob's inbound and outbound ESP counters rose during the call",
     "unprotected OPTIONS to a protected port, from the UE's own address and port: dropped by the kernel",
     "unprotected INVITE to a protected port from an address without SAs: refused 403",
+    "the pending contacts of the unprotected REGISTERs expired",
+    "alice: the SAs outlive the pending contact",
+    "bob: the SAs outlive the pending contact",
     "alice: de-REGISTER answered 200",
     "alice: the 200 to the de-REGISTER came over the UE's SAs",
+    "alice: the HSS holds the UE de-registered",
     "alice: the P-CSCF removed the UE's SAs and policies when the registration ended",
+    "alice: the PCRF holds no Rx session of the UE after the registration ended",
     "alice gone, bob's SAs stay",
+    "bob: the HSS holds the UE de-registered",
     "bob: the P-CSCF removed the UE's SAs and policies when the registration ended",
+    "bob: the PCRF holds no Rx session of the UE after the registration ended",
     "the HSS double had no errors",
+    "the PCRF double had no errors",
 ]
 
 
