@@ -35,15 +35,34 @@ def test_aka_registration_gets_challenge_then_200_with_service_route(core):
     assert [r.command for r in core.hss.requests if r.user_name == alice.impi][:3] == ["UAR", "MAR", "SAR"]
 
 
+def pcscf_row_key(ue: sipp.Ue) -> str:
+    """The P-CSCF's Valkey key for the contact `ue` registers from its own address: db_redis keys
+    the location table by aor (the Contact URI) and received port (config/kamailio/pcscf
+    kamailio.cfg, "location=entry:aor,received_port"). Other tests register the same user names
+    from other addresses (test_overload's 127.0.3.x "alice"): only this key is this UE's."""
+    return f"location:entry::sip:{ue.name}@{ue.address}:{ue.port}:{ue.port}"
+
+
+def pcscf_row(core, key: str) -> dict[str, str]:
+    # HGETALL: field, value, field, value ... one a line.
+    words = core.valkey.cli("pcscf", "HGETALL", key).split("\n")[:-1]
+    return dict(zip(words[0::2], words[1::2], strict=True))
+
+
 def test_pcscf_keeps_the_contact_in_valkey(core):
     alice = core.users.alice
     run = core.sipp(alice, sipp.register(alice, core.settings.ims_domain), "register-alice-valkey")
     assert run.returncode == 0, run.explain()
+    assert run.received("SIP/2.0 200"), run.explain()
+    key = pcscf_row_key(alice)
     keys = core.valkey.cli("pcscf", "--scan", "--pattern", "location:entry::*").split()
-    assert any("alice" in key for key in keys), keys
-    key = next(k for k in keys if "alice" in k)
-    row = core.valkey.cli("pcscf", "HGETALL", key)
-    assert "127.0.0.101" in row and "orig@" in row, row
+    assert key in keys, keys
+    row = pcscf_row(core, key)
+    scscf = core.settings.nf("scscf").fqdn
+    assert row.get("received") == alice.address and row.get("received_port") == str(alice.port), row
+    assert row.get("reg_state") == "2", row  # PCONTACT_REGISTERED (ims_usrloc_pcscf usrloc.h)
+    assert f"sip:orig@{scscf}" in row.get("service_routes", ""), row
+    assert alice.impu in row.get("public_ids", ""), row
 
 
 def test_wrong_key_never_gets_200(core):
@@ -75,7 +94,7 @@ def test_reregistration_and_deregistration(core):
     assert "expires=0" in ok.lower() or "Contact:" not in ok, ok
     assert core.hss.registration_state(bob.impu).value != "REGISTERED"
     keys = core.valkey.cli("pcscf", "--scan", "--pattern", "location:entry::*").split()
-    assert not any("bob" in key for key in keys), keys
+    assert pcscf_row_key(bob) not in keys, keys
     # Deregistered: the P-CSCF refuses to route for it.
     refused = core.sipp(bob, sipp.call_refused(bob, core.users.alice, domain, "403"), "call-after-dereg")
     assert refused.returncode == 0, refused.explain()
