@@ -423,14 +423,14 @@ def _answer_bye() -> str:
   </send>"""
 
 
-def deregister_claiming_integrity(ue: Ue, domain: str) -> str:
-    """A de-REGISTER whose Authorization claims integrity-protected="ipsec-3gpp" and answers no
-    challenge: what the P-CSCF alone may say (TS 24.229 5.2.2.1). Expects a fresh 401."""
-    first = _register(
-        ue, domain, 1, 0,
-        f'Authorization: Digest username="{ue.impi}", realm="{domain}", nonce="", uri="sip:{domain}", '
-        'response="", integrity-protected="ipsec-3gpp"',
-    )
+def deregister_claiming_integrity(ue: Ue, domain: str, *, first_parameter: bool = False) -> str:
+    """A de-REGISTER whose Authorization claims integrity-protected="ipsec-3gpp" (as its last
+    parameter, or its first) and answers no challenge: what the P-CSCF alone may say (TS 24.229
+    5.2.2.1). Expects a fresh 401."""
+    claim = 'integrity-protected="ipsec-3gpp"'
+    params = f'username="{ue.impi}", realm="{domain}", nonce="", uri="sip:{domain}", response=""'
+    authorization = f"Digest {claim}, {params}" if first_parameter else f"Digest {params}, {claim}"
+    first = _register(ue, domain, 1, 0, f"Authorization: {authorization}")
     return f"""<?xml version="1.0" encoding="ISO-8859-1"?>
 <scenario name="de-register claiming integrity {ue.name}">
 {first}

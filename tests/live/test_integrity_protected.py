@@ -9,11 +9,14 @@ who knows a registered identity could de-register it.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.doubles import cx_hss
 from tests.live import sipp
 
 
-def test_a_ue_claiming_integrity_protection_is_challenged_and_stays_registered(core):
+@pytest.mark.parametrize("first_parameter", [False, True], ids=["claim-last", "claim-first"])
+def test_a_ue_claiming_integrity_protection_is_challenged_and_stays_registered(core, first_parameter):
     bob = core.users.bob
     domain = core.settings.ims_domain
     run = core.sipp(bob, sipp.register(bob, domain), "register-bob-integrity")
@@ -21,7 +24,11 @@ def test_a_ue_claiming_integrity_protection_is_challenged_and_stays_registered(c
     assert core.hss.registration_state(bob.impu).value == "REGISTERED"
 
     before = len(core.hss.requests_of("SAR"))
-    forged = core.sipp(bob, sipp.deregister_claiming_integrity(bob, domain), "deregister-bob-claiming-integrity")
+    forged = core.sipp(
+        bob,
+        sipp.deregister_claiming_integrity(bob, domain, first_parameter=first_parameter),
+        f"deregister-bob-claiming-integrity-{'first' if first_parameter else 'last'}",
+    )
     assert forged.returncode == 0, forged.explain()
     assert not forged.received("SIP/2.0 200"), forged.explain()
     assert core.hss.registration_state(bob.impu).value == "REGISTERED"
