@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .config_objects import known_object
+
 MAX_IFCS = 1
 # open5gs' OGS_MAX_NUM_OF_SPT.
 MAX_TRIGGERS = 16
@@ -102,12 +104,9 @@ def parse(key: str, raw: Any, errors: list[str]) -> tuple[Ifc, ...]:
 
 
 def _one(key: str, item: Any, errors: list[str]) -> Ifc | None:
-    if not isinstance(item, Mapping):
-        errors.append(f"{key} = {item!r}: must be an object with {', '.join(IFC_FIELDS)}")
-        return None
     before = len(errors)
-    for unknown in sorted(set(item) - set(IFC_FIELDS)):
-        errors.append(f"{key}.{unknown}: unknown field; allowed: {', '.join(IFC_FIELDS)}")
+    if not known_object(key, item, IFC_FIELDS, errors, ", ".join(IFC_FIELDS)):
+        return None
     priority = _number(item.get("priority", 0))
     if priority is None:
         errors.append(f"{key}.priority = {item.get('priority')!r}: must be a whole number >= 0 (0 is evaluated first)")
@@ -138,12 +137,9 @@ def _one(key: str, item: Any, errors: list[str]) -> Ifc | None:
 
 
 def _trigger(key: str, raw: Any, errors: list[str]) -> Trigger | None:
-    if not isinstance(raw, Mapping):
-        errors.append(f"{key} = {raw!r}: must be an object with one of {', '.join(TRIGGER_KINDS)}")
-        return None
     before = len(errors)
-    for unknown in sorted(set(raw) - set(TRIGGER_KINDS) - {"group", "negated"}):
-        errors.append(f"{key}.{unknown}: unknown field; allowed: {', '.join(TRIGGER_KINDS)}, group, negated")
+    if not known_object(key, raw, (*TRIGGER_KINDS, "group", "negated"), errors, f"one of {', '.join(TRIGGER_KINDS)}"):
+        return None
     kinds = [k for k in TRIGGER_KINDS if k in raw]
     if len(kinds) != 1:
         errors.append(f"{key}: needs exactly one of {', '.join(TRIGGER_KINDS)}; has {kinds or 'none'}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import ifc as ifc_config
+from .config_objects import known_object
 
 # APNs (DNNs) the SMF serves; a subscriber may use any of them.
 APNS = ("internet", "ims")
@@ -95,12 +96,9 @@ def parse(raw: Any, mcc: str, mnc: str, errors: list[str]) -> tuple[Subscriber, 
 
 
 def _one(key: str, item: Any, plmn: str, errors: list[str]) -> Subscriber | None:
-    if not isinstance(item, Mapping):
-        errors.append(f"{key}: must be an object with imsi, msisdn, k and opc")
-        return None
     before = len(errors)
-    for unknown in sorted(set(item) - set(KNOWN_FIELDS)):
-        errors.append(f"{key}.{unknown}: unknown field; allowed: {', '.join(KNOWN_FIELDS)}")
+    if not known_object(key, item, KNOWN_FIELDS, errors, "imsi, msisdn, k and opc"):
+        return None
     imsi = str(item.get("imsi") or "")
     if not re.fullmatch(r"[0-9]{14,15}", imsi):
         errors.append(f"{key}.imsi = {imsi!r}: must be 14 or 15 digits, e.g. {plmn}0000000001")

@@ -32,7 +32,7 @@ else
   echo "up to date"
 fi
 
-step "Debian packages (iproute2, openssl, debootstrap)"
+step "Debian 12 packages (scripts/install-debian-packages.sh)"
 if [ "$(id -u)" = 0 ]; then
   bash scripts/install-debian-packages.sh
 else

@@ -32,6 +32,11 @@ def _auth(ue: Ue, k: str | None = None) -> str:
     return f"[authentication username={ue.impi} aka_K={k or ue.k} aka_OP={ue.op} aka_AMF={ue.amf}]"
 
 
+def _no_response(ue: Ue, domain: str) -> str:
+    """Digest parameters of a first REGISTER: the IMPI, nothing to answer yet (TS 24.229 5.1.1.2)."""
+    return f'username="{ue.impi}", realm="{domain}", nonce="", uri="sip:{domain}", response=""'
+
+
 def _register(ue: Ue, domain: str, cseq: int, expires: int, authorization: str) -> str:
     return f"""
   <send retrans="500">
@@ -63,7 +68,7 @@ def register(ue: Ue, domain: str, *, expires: int = 600, k: str | None = None, e
     """
     first = _register(
         ue, domain, 1, expires,
-        f'Authorization: Digest username="{ue.impi}", realm="{domain}", nonce="", uri="sip:{domain}", response=""',
+        f"Authorization: Digest {_no_response(ue, domain)}",
     )
     second = _register(ue, domain, 2, expires, _auth(ue, k))
     finals = "".join(
@@ -83,12 +88,13 @@ def register(ue: Ue, domain: str, *, expires: int = 600, k: str | None = None, e
 """
 
 
-def register_refused(ue: Ue, domain: str, code: str = "403") -> str:
-    """A REGISTER that must be refused outright (unknown IMPI)."""
-    first = _register(
-        ue, domain, 1, 600,
-        f'Authorization: Digest username="{ue.impi}", realm="{domain}", nonce="", uri="sip:{domain}", response=""',
-    )
+def register_refused(
+    ue: Ue, domain: str, code: str = "403", *, expires: int = 600, authorization: str | None = None
+) -> str:
+    """A REGISTER that must get `code` at once (403 for an unknown IMPI; a 401 instead of the
+    200 a claim in `authorization`, the whole header value, asks for)."""
+    authorization = authorization or f"Digest {_no_response(ue, domain)}"
+    first = _register(ue, domain, 1, expires, f"Authorization: {authorization}")
     return f"""<?xml version="1.0" encoding="ISO-8859-1"?>
 <scenario name="register refused {ue.name}">
 {first}
@@ -295,7 +301,7 @@ def register_wrong_response(ue: Ue, domain: str, expect_final: str = "403") -> s
     the real nonce from the 401, a made-up digest response."""
     first = _register(
         ue, domain, 1, 600,
-        f'Authorization: Digest username="{ue.impi}", realm="{domain}", nonce="", uri="sip:{domain}", response=""',
+        f"Authorization: Digest {_no_response(ue, domain)}",
     )
     forged = (
         f'Authorization: Digest username="{ue.impi}", realm="{domain}", nonce="[$nonce]", uri="sip:{domain}", '
@@ -428,13 +434,6 @@ def deregister_claiming_integrity(ue: Ue, domain: str, *, first_parameter: bool 
     parameter, or its first) and answers no challenge: what the P-CSCF alone may say (TS 24.229
     5.2.2.1). Expects a fresh 401."""
     claim = 'integrity-protected="ipsec-3gpp"'
-    params = f'username="{ue.impi}", realm="{domain}", nonce="", uri="sip:{domain}", response=""'
+    params = _no_response(ue, domain)
     authorization = f"Digest {claim}, {params}" if first_parameter else f"Digest {params}, {claim}"
-    first = _register(ue, domain, 1, 0, f"Authorization: {authorization}")
-    return f"""<?xml version="1.0" encoding="ISO-8859-1"?>
-<scenario name="de-register claiming integrity {ue.name}">
-{first}
-  <recv response="100" optional="true"/>
-  <recv response="401"/>
-</scenario>
-"""
+    return register_refused(ue, domain, "401", expires=0, authorization=authorization)

@@ -150,21 +150,27 @@ def register(core, *ues: sipp.Ue) -> None:
         assert run.returncode == 0, run.explain()
 
 
+def call_through_the_application_server(core, caller: sipp.Ue, callee: sipp.Ue, name: str):
+    """`caller` calls `callee` while the SIPp application server proxies what the S-CSCF sends
+    it; every party's scenario must end well. Returns the runs (application server, callee)."""
+    domain = core.settings.ims_domain
+    app_server = core.sipp(AS, as_proxy(), f"isc-as-{name}", timeout=8, background=True)
+    answered = core.sipp(callee, sipp.answer(callee), f"answer-{callee.name}-{name}", timeout=8, background=True)
+    calling = core.sipp(caller, sipp.call(caller, callee, domain), f"call-{caller.name}-{name}", timeout=8)
+    answered.wait()
+    app_server.wait()
+    for run in (calling, answered, app_server):
+        assert run.returncode == 0, run.explain()
+    return app_server, answered
+
+
 def test_originating_invite_goes_through_the_application_server(core):
     dave, bob = core.users.dave, core.users.bob
-    domain = core.settings.ims_domain
     # dave's profile, as the HSS hands it over in the SAA of his registration.
     core.hss.subscriber(dave.impi).ifc_xml = ORIGINATING_INVITE_IFC
     register(core, dave, bob)
 
-    app_server = core.sipp(AS, as_proxy(), "isc-as", timeout=8, background=True)
-    callee = core.sipp(bob, sipp.answer(bob), "answer-bob-isc", timeout=8, background=True)
-    caller = core.sipp(dave, sipp.call(dave, bob, domain), "call-dave-isc", timeout=8)
-    callee.wait()
-    app_server.wait()
-    assert caller.returncode == 0, caller.explain()
-    assert callee.returncode == 0, callee.explain()
-    assert app_server.returncode == 0, app_server.explain()
+    app_server, callee = call_through_the_application_server(core, dave, bob, "isc")
 
     # The AS got dave's INVITE for bob, routed to it with the S-CSCF's return address after it.
     (at_as,) = app_server.received("INVITE ")

@@ -29,7 +29,7 @@ from tests.doubles.milenage import Milenage
 from tests.doubles.open5gs_db import Open5gsSubscriberSource
 from tests.live import sipp
 from tests.live.conftest import Daemon, _tcp_open, _wait
-from tests.live.test_isc import AS, AS_ADDRESS, AS_URI, as_proxy, header
+from tests.live.test_isc import AS_ADDRESS, AS_URI, call_through_the_application_server, header
 from tests.netns import NetNamespace, can_create_namespaces
 from tests.profiles import loopback_settings
 from tests.tooling import missing, require_binary
@@ -265,14 +265,7 @@ def test_a_declared_ifc_sends_the_invite_to_the_application_server(core, workdir
         user_data = sar.answer.str_of(606, 10415) or ""
         assert f"<ServerName>{AS_URI}</ServerName>" in user_data and "<Method>INVITE</Method>" in user_data, user_data
 
-        app_server = core.sipp(AS, as_proxy(), "isc-as-declared", timeout=8, background=True)
-        callee = core.sipp(heidi, sipp.answer(heidi), "answer-heidi-declared", timeout=8, background=True)
-        caller = core.sipp(grace, sipp.call(grace, heidi, domain), "call-grace-declared", timeout=8)
-        callee.wait()
-        app_server.wait()
-        assert caller.returncode == 0, caller.explain()
-        assert callee.returncode == 0, callee.explain()
-        assert app_server.returncode == 0, app_server.explain()
+        app_server, callee = call_through_the_application_server(core, grace, heidi, "declared")
         (at_as,) = app_server.received("INVITE ")
         assert at_as.startswith(f"INVITE sip:{heidi.impi} SIP/2.0"), at_as
         (at_heidi,) = callee.received("INVITE ")
