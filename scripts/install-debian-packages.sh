@@ -8,11 +8,12 @@
 # files; installed without starting it). The node tier adds containerd, runc and the CNI plugins
 # (the container runtime of its one real node) and iptables, ipset and conntrack (what
 # kube-proxy and kube-router call); the node tier starts its own containerd in namespaces of its
-# own and stops it by PID. No daemon runs on the machine itself. Idempotent; needs root.
+# own and stops it by PID. python3-venv: the test command's .venv (a minimal Debian 12 lacks
+# ensurepip). No daemon runs on the machine itself. Idempotent; needs root.
 set -euo pipefail
 
 PACKAGES=(
-  iproute2 openssl debootstrap util-linux qemu-system-x86 e2fsprogs freediameterd freediameter-extensions
+  python3-venv iproute2 openssl debootstrap util-linux qemu-system-x86 e2fsprogs freediameterd freediameter-extensions
   containerd runc containernetworking-plugins iptables ipset conntrack
 )
 

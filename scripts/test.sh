@@ -20,6 +20,13 @@ export PATH="$IMS_CORE_TOOLS/bin:$PWD/.venv/bin:$PATH"
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "Debian 12 packages (scripts/install-debian-packages.sh)"
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/install-debian-packages.sh
+else
+  echo "not root: skipping apt; the live and render tiers need scripts/install-debian-packages.sh run as root"
+fi
+
 step "python venv (.venv from requirements-test.txt)"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
@@ -30,13 +37,6 @@ if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$want" ]; then
   echo "$want" >.venv/.requirements-stamp
 else
   echo "up to date"
-fi
-
-step "Debian 12 packages (scripts/install-debian-packages.sh)"
-if [ "$(id -u)" = 0 ]; then
-  bash scripts/install-debian-packages.sh
-else
-  echo "not root: skipping apt; the live and render tiers need scripts/install-debian-packages.sh run as root"
 fi
 
 step "Debian 13 root (Kamailio 6.0, Valkey 8.1, rtpengine 12.5, SIPp 3.7: versions.env)"
